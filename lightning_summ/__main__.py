@@ -1,0 +1,3 @@
+from lightning_summ.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from lightning_summ.callbacks.submission_writer import SubmissionWriter
+
+__all__ = ["SubmissionWriter"]

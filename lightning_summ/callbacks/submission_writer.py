@@ -1,0 +1,58 @@
+"""Write ``predict`` results: the submission CSV and a JSONL of candidates with scores."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Optional
+
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from lightning_summ.io_utils import atomic_write
+
+
+def gather_records(trainer, predictions: list) -> list[dict]:
+    """All ranks' prediction records, de-duplicated by row index, in input order."""
+    records = [r for batch in predictions for r in batch]
+    if trainer.world_size > 1:
+        import torch.distributed as dist
+
+        gathered = [None] * trainer.world_size
+        dist.all_gather_object(gathered, records)
+        records = [r for part in gathered for r in part]
+    return sorted({r["index"]: r for r in records}.values(), key=lambda r: r["index"])
+
+
+class SubmissionWriter(BasePredictionWriter):
+    """Write ``fname,summary`` rows in input order, plus a candidates JSONL (the ensemble format).
+
+    Args:
+        output_path: the submission CSV; ``None`` writes ``submission.csv`` in the run's log
+            directory (printed at the end).
+        candidates_path: JSONL with one object per input: ``fname``, ``summary`` and ``candidates``
+            (each ``text`` + ``score``, the mean token log-probability); ``None`` writes
+            ``candidates.jsonl`` beside the CSV; ``""`` writes none.
+    """
+
+    def __init__(self, output_path: Optional[str] = None, candidates_path: Optional[str] = None):
+        super().__init__(write_interval="epoch")
+        self.output_path, self.candidates_path = output_path, candidates_path
+        self.written: Optional[Path] = None
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        records = gather_records(trainer, predictions)
+        if not trainer.is_global_zero:
+            return
+        csv_path = Path(self.output_path or Path(trainer.log_dir or ".") / "submission.csv")
+        with atomic_write(csv_path, newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["fname", "summary"])
+            writer.writerows([r["fname"], r["summary"]] for r in records)
+        if self.candidates_path != "":
+            jsonl = Path(self.candidates_path or csv_path.with_name("candidates.jsonl"))
+            with atomic_write(jsonl) as f:
+                for r in records:
+                    f.write(json.dumps({k: r[k] for k in ("fname", "summary", "candidates")}, ensure_ascii=False) + "\n")
+        self.written = csv_path
+        print(f"Wrote {len(records)} summaries to {csv_path}", flush=True)

@@ -1,0 +1,107 @@
+"""``lightning_summ``: fit / validate / test / predict through LightningCLI, plus ``score``.
+
+    lightning_summ fit --config configs/quickstart.yaml
+    lightning_summ predict --config configs/quickstart.yaml --ckpt_path <ckpt>
+    lightning_summ score --predictions submission.csv --references dev.csv
+
+Every option of the model, data and Trainer is a YAML key and a ``--flag`` (``--help`` lists them,
+``--print_config`` shows the resolved config). Bad input ends with one ``error:`` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Literal, Optional, Union
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.cli import LightningCLI
+
+from lightning_summ.callbacks.submission_writer import SubmissionWriter
+from lightning_summ.data.datamodule import SummarizationDataModule
+from lightning_summ.data.readers import DataError
+from lightning_summ.models.base import SummarizerBase
+from lightning_summ.precision import PrecisionError, resolve_precision
+
+USER_ERRORS = (DataError, PrecisionError)
+
+
+class SummarizationTrainer(Trainer):
+    """Lightning's ``Trainer`` with two different defaults.
+
+    Args:
+        precision: ``auto`` (default) picks ``bf16-mixed`` on GPUs with bf16, ``16-mixed`` on older
+            GPUs and ``32-true`` on CPU; any Lightning precision string is accepted as well.
+        use_distributed_sampler: off, because the DataModule shards its length-bucketed batches
+            across processes itself (a DistributedSampler would undo the bucketing).
+    """
+
+    def __init__(self, precision: Optional[Union[str, int]] = "auto", use_distributed_sampler: bool = False, **kwargs):
+        super().__init__(precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
+                         use_distributed_sampler=use_distributed_sampler, **kwargs)
+
+
+class SummarizationCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        # The writer is always attached: `predict` writes a submission, other stages ignore it.
+        parser.add_lightning_class_args(SubmissionWriter, "submission")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning lets a checkpoint's hparams override the model config, command line included;
+        # we take them only when no model is configured (``predict --ckpt_path X`` alone), so that
+        # e.g. ``--model.init_args.generation.num_beams 8`` at predict time is honoured.
+        if self.config.get("subcommand") and self.config[self.config.subcommand].get("model") is None:
+            super()._parse_ckpt_path()
+
+    def after_fit(self) -> None:
+        ckpt = self.trainer.checkpoint_callback
+        if self.trainer.is_global_zero and ckpt is not None and ckpt.best_model_path:
+            print(f"Best checkpoint: {ckpt.best_model_path}", flush=True)
+
+
+def run_cli(args: Optional[list[str]] = None, run: bool = True) -> SummarizationCLI:
+    return SummarizationCLI(
+        SummarizerBase, SummarizationDataModule, subclass_mode_model=True,
+        trainer_class=SummarizationTrainer,
+        trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                                     "init_args": {"save_dir": "logs", "name": "lightning_summ"}}},
+        save_config_kwargs={"overwrite": True}, args=args, run=run,
+    )
+
+
+def score(predictions: str, references: str, tokenizer: Literal["morpheme", "whitespace", "char"] = "morpheme",
+          multi_ref: Literal["mean", "max"] = "mean") -> dict:
+    """Score a submission CSV (``fname,summary``) against a file with references.
+
+    Args:
+        predictions: CSV with ``fname`` and ``summary`` columns.
+        references: CSV/JSONL with ``fname`` and ``summary`` (or ``summary1``..``summaryN``).
+        tokenizer: ROUGE tokens: ``morpheme`` (Korean), ``whitespace`` or ``char``.
+        multi_ref: several references are combined by ``mean`` (competition) or ``max``.
+    """
+    from lightning_summ.metrics.rouge import rouge_from_files
+
+    result = rouge_from_files(predictions, references, tokenizer=tokenizer, multi_ref=multi_ref)
+    print(f"{'metric':<12}{'value':>10}")
+    for key in ("r1", "r2", "rl", "rouge_mean", "rouge_sum"):
+        print(f"{key:<12}{result[key]:>10.4f}")
+    print(json.dumps(result))
+    return result
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["score"]:
+            from jsonargparse import auto_cli
+
+            auto_cli(score, args=argv[1:])
+        else:
+            run_cli(argv)
+    except USER_ERRORS as e:
+        print(f"lightning_summ: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Batch samplers and collate functions.
+
+Training batches group dialogues of similar length (less padding, same randomness across epochs
+through a seeded shuffle); generation batches are sorted by length, longest first, so that an
+out-of-memory error shows at once rather than at the end. Every feature carries its row ``index``,
+so outputs are put back in input order afterwards, whatever order the batches ran in.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar-length examples.
+
+    Indices are shuffled, cut into pools of ``batch_size * pool_factor``, each pool sorted by length
+    and cut into batches, and the batches shuffled again. Under several processes each rank takes
+    every ``num_replicas``-th batch (the list is padded by repetition so that ranks stay in step).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
+                 pool_factor: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
+        self.lengths, self.batch_size, self.shuffle, self.seed = list(lengths), batch_size, shuffle, seed
+        self.pool_factor, self.drop_last = pool_factor, drop_last
+        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        order = list(range(len(self.lengths)))
+        if self.shuffle:
+            rng.shuffle(order)
+        pool = self.batch_size * self.pool_factor
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start:start + pool], key=lambda i: self.lengths[i], reverse=True)
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        if self.shuffle:
+            rng.shuffle(batches)
+        if self.num_replicas > 1 and batches:
+            batches += batches[: (-len(batches)) % self.num_replicas]
+        return batches
+
+    def __iter__(self):
+        yield from self._all_batches()[self.rank::self.num_replicas]
+
+    def __len__(self) -> int:
+        return len(self._all_batches()[self.rank::self.num_replicas])
+
+
+class SortedBatchSampler(Sampler[list[int]]):
+    """Batches for generation, longest first. Under several processes each rank takes every
+    ``num_replicas``-th batch (padded by repetition; results are de-duplicated by row index)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, num_replicas: int = 1, rank: int = 0):
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        if num_replicas > 1 and batches:
+            batches += batches[: (-len(batches)) % num_replicas]
+        self.batches = batches[rank::num_replicas]
+
+    def __iter__(self):
+        yield from self.batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def pad_right(seqs: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+
+def pad_left(seqs: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    """Left padding: decoder-only generation appends new tokens at the right end of every row."""
+    width = max(len(s) for s in seqs)
+    return torch.tensor([[value] * (width - len(s)) + list(s) for s in seqs], dtype=torch.long)
+
+
+def collate_metadata(features: list[dict]) -> dict:
+    """The non-tensor part every batch carries: row index, fname, references."""
+    return {
+        "index": torch.tensor([f["index"] for f in features], dtype=torch.long),
+        "fname": [f["fname"] for f in features],
+        "references": [f["references"] for f in features],
+    }

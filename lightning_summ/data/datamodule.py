@@ -1,0 +1,168 @@
+"""One DataModule for every model family.
+
+The DataModule owns files, splits and batching; the model owns the tokenizer and decides how an
+example becomes tokens (a seq2seq source/target pair or a causal prompt + summary). At ``setup``
+the DataModule asks the attached LightningModule for both (``connect``), so one ``data:`` block
+serves KoBART and a QLoRA LLM alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Optional
+
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
+from lightning_summ.data.readers import DataError, Example, read_examples
+from lightning_summ.data.special_tokens import find_tags, tag_vocabulary
+from lightning_summ.paths import resolve_path
+
+log = logging.getLogger(__name__)
+
+
+def fold_split(examples: list[Example], fold: int, num_folds: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """Deterministic k-fold split: shuffle positions with ``seed``, deal them round-robin into folds."""
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    held_out = set(order[fold::num_folds])
+    train = [ex for i, ex in enumerate(examples) if i not in held_out]
+    val = [ex for i, ex in enumerate(examples) if i in held_out]
+    return train, val
+
+
+class SummarizationDataModule(LightningDataModule):
+    """Dialogue-summarization data from CSV or JSONL files (``fname,dialogue,summary[,topic]``;
+    multi-reference files use ``summary1``, ``summary2``, ...).
+
+    Args:
+        train_path: training file (needed by ``fit``; also scanned for ``#Tag#`` tokens).
+        val_path: validation file; ignored when ``num_folds`` is set (the held-out fold validates).
+        test_path: file with references for ``test``.
+        predict_path: file to summarise with ``predict`` (summaries, if present, are not used).
+        batch_size: training batch size per device.
+        eval_batch_size: batch size for validation/test/predict (generation); defaults to ``batch_size``.
+        num_workers: DataLoader worker processes.
+        fold: which fold of the training file to hold out for validation (with ``num_folds``).
+        num_folds: split the training file into this many folds (k-fold cross-validation).
+        seed: seed of the fold split and of the training batch shuffle.
+        extra_tags: tags to register as atomic tokens besides the known ones and those found in the data.
+        pool_factor: length bucketing pools ``batch_size * pool_factor`` examples before sorting.
+    """
+
+    def __init__(
+        self,
+        train_path: Optional[str] = None,
+        val_path: Optional[str] = None,
+        test_path: Optional[str] = None,
+        predict_path: Optional[str] = None,
+        batch_size: int = 16,
+        eval_batch_size: Optional[int] = None,
+        num_workers: int = 0,
+        fold: Optional[int] = None,
+        num_folds: Optional[int] = None,
+        seed: int = 42,
+        extra_tags: Optional[list[str]] = None,
+        pool_factor: int = 50,
+    ):
+        super().__init__()
+        if (fold is None) != (num_folds is None):
+            raise ValueError("set both data.fold and data.num_folds, or neither")
+        self.train_path, self.val_path = resolve_path(train_path), resolve_path(val_path)
+        self.test_path, self.predict_path = resolve_path(test_path), resolve_path(predict_path)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.fold, self.num_folds, self.seed = num_workers, fold, num_folds, seed
+        self.extra_tags, self.pool_factor = list(extra_tags or []), pool_factor
+        self.model = None
+        self.examples: dict[str, list[Example]] = {}
+        self.features: dict[str, list[dict]] = {}
+
+    # -- wiring ---------------------------------------------------------------------------------
+    def connect(self, model) -> None:
+        """Use ``model``'s tokenizer and formatting; register the data's ``#Tag#`` tokens with it."""
+        self.model = model
+        model.register_tags(self.tags())
+
+    def tags(self) -> list[str]:
+        """Atomic tokens: the known tags plus those in the training file (only: validation or
+        prediction files must not change the vocabulary a checkpoint was trained with)."""
+        found = set()
+        if self.train_path:
+            found = find_tags(t for ex in self._read("train") for t in (ex.dialogue, *ex.summaries))
+        return tag_vocabulary(found, self.extra_tags)
+
+    # -- reading --------------------------------------------------------------------------------
+    def _read(self, split: str) -> list[Example]:
+        if split in self.examples:
+            return self.examples[split]
+        if split in ("train", "val") and self.num_folds is not None:
+            if not self.train_path:
+                raise DataError("data.num_folds is set but data.train_path is not")
+            if self.val_path:
+                log.warning("data.fold is set: validating on fold %s of %s; data.val_path (%s) is not used",
+                            self.fold, self.train_path, self.val_path)
+            train, val = fold_split(read_examples(self.train_path, require_summary=True),
+                                    self.fold, self.num_folds, self.seed)
+            self.examples.update(train=train, val=val)
+            return self.examples[split]
+        path = {"train": self.train_path, "val": self.val_path, "test": self.test_path,
+                "predict": self.predict_path}[split]
+        if not path:
+            raise DataError(f"data.{split}_path is not set, but the '{split}' stage needs it")
+        self.examples[split] = read_examples(path, require_summary=split in ("train", "val", "test"))
+        return self.examples[split]
+
+    def _encode(self, split: str) -> list[dict]:
+        if split not in self.features:
+            training = split == "train"
+            feats = []
+            for i, ex in enumerate(self._read(split)):
+                # Training uses every reference as its own target; evaluation scores against all of them.
+                targets = ex.summaries if training else ex.summaries[:1]
+                for target in targets or [None]:
+                    feat = self.model.encode(ex.dialogue, target, for_generation=not training)
+                    feat.update(index=i, fname=ex.fname, references=ex.summaries)
+                    feats.append(feat)
+            self.features[split] = feats
+        return self.features[split]
+
+    def setup(self, stage: str) -> None:
+        if self.model is None:
+            self.connect(self.trainer.lightning_module)
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
+        for split in splits:
+            self._encode(split)
+
+    # -- loaders --------------------------------------------------------------------------------
+    def _replicas(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def train_dataloader(self) -> DataLoader:
+        feats = self._encode("train")
+        world, rank = self._replicas()
+        sampler = LengthBucketBatchSampler([len(f["input_ids"]) for f in feats], self.batch_size, shuffle=True,
+                                           seed=self.seed, pool_factor=self.pool_factor,
+                                           num_replicas=world, rank=rank)
+        return DataLoader(feats, batch_sampler=sampler, collate_fn=self.model.collator(for_generation=False),
+                          num_workers=self.num_workers)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        feats = self._encode(split)
+        world, rank = self._replicas()
+        batches = SortedBatchSampler([len(f["input_ids"]) for f in feats], self.eval_batch_size, world, rank)
+        return DataLoader(feats, batch_sampler=batches, collate_fn=self.model.collator(for_generation=True),
+                          num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("predict")

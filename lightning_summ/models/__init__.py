@@ -1,0 +1,4 @@
+from lightning_summ.models.base import SummarizerBase
+from lightning_summ.models.seq2seq import Seq2SeqSummarizer
+
+__all__ = ["SummarizerBase", "Seq2SeqSummarizer"]

@@ -1,0 +1,201 @@
+"""What every summarizer shares: tokenizer, optimizer, validation by generation + ROUGE, predict.
+
+Subclasses (seq2seq, causal LM) supply five things: ``build_model``, ``encode`` (one example to
+token ids), ``collator``, ``compute_loss`` and ``generate_candidates``. Everything the Trainer sees
+(logging names, checkpoints, prediction records) is decided here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import Any, Optional
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger
+from transformers import get_scheduler
+
+from lightning_summ.data.special_tokens import add_tags_to_tokenizer
+from lightning_summ.metrics.rouge import SummaryRouge
+from lightning_summ.models.loading import load_tokenizer
+from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
+from lightning_summ.precision import check_trainable_dtypes, uses_grad_scaler
+
+Candidates = list[tuple[str, float]]  # (text, mean log-probability per generated token), best first
+
+
+class SummarizerBase(LightningModule):
+    def __init__(self, tokenizer: str, generation: Optional[GenerationSettings] = None,
+                 optimizer: Optional[OptimizerSettings] = None, evaluation: Optional[EvaluationSettings] = None,
+                 trust_remote_code: bool = False):
+        super().__init__()
+        self.tokenizer_name = tokenizer
+        self.generation = generation or GenerationSettings()
+        self.optim = optimizer or OptimizerSettings()
+        self.evaluation = evaluation or EvaluationSettings()
+        self.trust_remote_code = trust_remote_code
+        self.model = None  # built in configure_model, so that instantiating a config is cheap
+        self._tokenizer = None
+        self.tags: list[str] = []
+        self.val_rouge = SummaryRouge(self.evaluation.rouge_tokenizer, self.evaluation.multi_ref)
+        self.test_rouge = SummaryRouge(self.evaluation.rouge_tokenizer, self.evaluation.multi_ref)
+        self._text_samples: list[tuple[str, str, str]] = []
+        self._generated_this_epoch = False
+
+    def _plain_hparams(self) -> None:
+        """Turn settings dataclasses in ``hparams`` into dicts (they are already dicts under the CLI):
+        TensorBoard can show them and checkpoints load with ``weights_only=True``."""
+        for key, value in list(self.hparams.items()):
+            if is_dataclass(value):
+                self.hparams[key] = asdict(value)
+
+    # -- subclass interface ----------------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def encode(self, dialogue: str, summary: Optional[str], for_generation: bool) -> dict:
+        raise NotImplementedError
+
+    def collator(self, for_generation: bool):
+        raise NotImplementedError
+
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generate_candidates(self, batch: dict) -> list[Candidates]:
+        raise NotImplementedError
+
+    # -- tokenizer and vocabulary ----------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.tokenizer_name, self.trust_remote_code)
+        return self._tokenizer
+
+    def register_tags(self, tags: list[str]) -> None:
+        """Add ``#Tag#`` tokens; must happen before ``configure_model`` sizes the embeddings."""
+        if self.model is not None and list(tags) != self.tags:
+            raise RuntimeError("register_tags after the model was built would change its vocabulary")
+        self.tags = list(tags)
+        add_tags_to_tokenizer(self.tokenizer, self.tags)
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        self.model = self.build_model()
+        if self.model.get_input_embeddings().num_embeddings < len(self.tokenizer):
+            self.model.resize_token_embeddings(len(self.tokenizer))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lightning_summ"] = {"tags": self.tags, "vocab_size": len(self.tokenizer)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("lightning_summ", {}).get("tags")
+        if saved is not None and saved != self.tags:
+            missing = sorted(set(saved) - set(self.tags))
+            raise RuntimeError(
+                f"the checkpoint was trained with {len(saved)} #Tag# tokens, this run registered {len(self.tags)} "
+                f"(missing: {missing[:5]}); use the training config's data.train_path so the vocabularies match"
+            )
+
+    # -- training ---------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        check_trainable_dtypes(self, str(self.trainer.precision), uses_grad_scaler(self.trainer.precision_plugin))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.compute_loss(batch)
+        n = len(batch["fname"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
+        return loss
+
+    def configure_optimizers(self):
+        named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        decay = [p for n, p in named if p.ndim >= 2 and "norm" not in n.lower()]
+        no_decay = [p for n, p in named if not (p.ndim >= 2 and "norm" not in n.lower())]
+        fused = self.optim.fused if self.optim.fused is not None else all(p.is_cuda for _, p in named)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.optim.lr, betas=tuple(self.optim.betas), eps=self.optim.eps, fused=fused,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = self.optim.warmup_steps or int(self.optim.warmup_ratio * total)
+        name = "constant_with_warmup" if self.optim.scheduler == "constant" else self.optim.scheduler
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def _should_generate(self) -> bool:
+        if self.trainer.sanity_checking:
+            return False  # an untrained model's summaries cost minutes and say nothing
+        if self.trainer.state.fn != "fit":
+            return True
+        return (self.current_epoch + 1) % self.evaluation.generate_every_n_epochs == 0
+
+    def _score_batch(self, batch: dict, metric: SummaryRouge, limit: Optional[int]) -> None:
+        if limit is not None:
+            keep = (batch["index"] < limit).nonzero().flatten().tolist()
+            if not keep:
+                return
+            batch = select_rows(batch, keep)
+        preds = [c[0][0] for c in self.generate_candidates(batch)]
+        metric.update(preds, batch["references"], ids=batch["index"])
+        self._generated_this_epoch = True
+        for fname, pred, refs in zip(batch["fname"], preds, batch["references"]):
+            if len(self._text_samples) < self.evaluation.num_text_samples:
+                self._text_samples.append((fname, pred, refs[0] if refs else ""))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log("val/loss", self.compute_loss(batch), prog_bar=True, batch_size=len(batch["fname"]), sync_dist=True)
+        if self._should_generate():
+            self._score_batch(batch, self.val_rouge, self.evaluation.generate_limit)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.log("test/loss", self.compute_loss(batch), batch_size=len(batch["fname"]), sync_dist=True)
+        self._score_batch(batch, self.test_rouge, None)
+
+    def _log_rouge(self, metric: SummaryRouge, prefix: str) -> None:
+        if self._generated_this_epoch:
+            scores = metric.compute()
+            for key, value in scores.items():
+                self.log(f"{prefix}/{key}", value, prog_bar=key == "rouge_mean")
+            if prefix == "val":
+                self.log("hp_metric", scores["rouge_mean"])  # TensorBoard's hparams tab shows the latest
+            self._log_text_samples(prefix)
+        metric.reset()
+        self._text_samples, self._generated_this_epoch = [], False
+
+    def _log_text_samples(self, prefix: str) -> None:
+        if not isinstance(self.logger, TensorBoardLogger) or not self._text_samples:
+            return
+        cell = lambda s: s.replace("|", "\\|").replace("\n", "<br>")  # noqa: E731 - markdown table cell
+        rows = ["| fname | prediction | reference |", "|---|---|---|"]
+        rows += [f"| {cell(f)} | {cell(p)} | {cell(r)} |" for f, p, r in self._text_samples]
+        self.logger.experiment.add_text(f"{prefix}/samples", "\n".join(rows), self.global_step)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_rouge(self.val_rouge, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_rouge(self.test_rouge, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        """One record per input: row index, fname, the summary and all candidates with scores."""
+        records = []
+        for i, cands in enumerate(self.generate_candidates(batch)):
+            records.append({
+                "index": int(batch["index"][i]), "fname": batch["fname"][i], "summary": cands[0][0],
+                "candidates": [{"text": t, "score": s} for t, s in cands],
+            })
+        return records
+
+
+def select_rows(batch: dict, rows: list[int]) -> dict:
+    """The sub-batch of ``rows`` (tensors indexed, lists picked)."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value[rows]
+        else:
+            out[key] = [value[i] for i in rows]
+    return out

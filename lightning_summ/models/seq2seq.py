@@ -1,0 +1,126 @@
+"""Encoder-decoder summarization (KoBART, BART, T5, mBART...)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSeq2SeqLM
+
+from lightning_summ.data.batching import collate_metadata, pad_right
+from lightning_summ.models.base import Candidates, SummarizerBase
+from lightning_summ.models.loading import build_config, load_model
+from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
+
+
+def with_eos(ids: list[int], eos_id: Optional[int], max_length: int) -> list[int]:
+    """Truncate to ``max_length`` keeping a final EOS: the model must see where a text ends."""
+    if eos_id is None:
+        return ids[:max_length]
+    if ids and ids[-1] == eos_id:
+        ids = ids[:-1]
+    return ids[: max_length - 1] + [eos_id]
+
+
+class Seq2SeqCollator:
+    """Right-pads sources (attention mask) and labels (-100, ignored by the loss)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = collate_metadata(features)
+        batch["input_ids"] = pad_right([f["input_ids"] for f in features], self.pad_id)
+        batch["attention_mask"] = pad_right([[1] * len(f["input_ids"]) for f in features], 0)
+        if all("labels" in f for f in features):
+            batch["labels"] = pad_right([f["labels"] for f in features], -100)
+        return batch
+
+
+class Seq2SeqSummarizer(SummarizerBase):
+    """Fine-tune and run an encoder-decoder summarizer.
+
+    Args:
+        pretrained: hub id or local directory of a pretrained model (e.g. ``gogamza/kobart-base-v2``).
+        model_config: config overrides; without ``pretrained``, a full config for random init
+            (``{model_type: bart, d_model: 128, ...}``).
+        tokenizer: hub id, local directory or ``pkg://`` path; defaults to ``pretrained``.
+        max_source_length: dialogue tokens kept (the end is cut).
+        max_target_length: summary tokens trained on.
+        label_smoothing: cross-entropy label smoothing.
+        dtype: dtype of the weights as loaded; keep ``float32`` with mixed precision (the
+            optimizer needs fp32 master weights).
+        generation: decoding options.
+        optimizer: AdamW and schedule.
+        evaluation: validation generation and ROUGE.
+        trust_remote_code: allow code from the model repository to run.
+    """
+
+    def __init__(
+        self,
+        pretrained: Optional[str] = None,
+        model_config: Optional[dict[str, Any]] = None,
+        tokenizer: Optional[str] = None,
+        max_source_length: int = 512,
+        max_target_length: int = 100,
+        label_smoothing: float = 0.0,
+        dtype: str = "float32",
+        generation: Optional[GenerationSettings] = None,
+        optimizer: Optional[OptimizerSettings] = None,
+        evaluation: Optional[EvaluationSettings] = None,
+        trust_remote_code: bool = False,
+    ):
+        if not (pretrained or tokenizer):
+            raise ValueError("set model.pretrained or model.tokenizer")
+        super().__init__(tokenizer or pretrained, generation, optimizer, evaluation, trust_remote_code)
+        self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
+        self.max_source_length, self.max_target_length = max_source_length, max_target_length
+        self.label_smoothing = label_smoothing
+        self.save_hyperparameters()
+        self._plain_hparams()
+
+    def build_model(self) -> torch.nn.Module:
+        config = build_config(self.pretrained, self.model_config, self.tokenizer, self.trust_remote_code)
+        if not self.pretrained and config.decoder_start_token_id is None:
+            config.decoder_start_token_id = self.tokenizer.eos_token_id  # BART's convention
+        return load_model(AutoModelForSeq2SeqLM, self.pretrained, config, self.weights_dtype, self.trust_remote_code)
+
+    def encode(self, dialogue: str, summary: Optional[str], for_generation: bool) -> dict:
+        tok = self.tokenizer
+        feature = {"input_ids": with_eos(tok(dialogue).input_ids, tok.eos_token_id, self.max_source_length)}
+        if summary is not None:
+            feature["labels"] = with_eos(tok(summary).input_ids, tok.eos_token_id, self.max_target_length)
+        return feature
+
+    def collator(self, for_generation: bool) -> Seq2SeqCollator:
+        return Seq2SeqCollator(self.tokenizer.pad_token_id)
+
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        # The model shifts labels into decoder inputs itself; we compute the loss to add label smoothing.
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            labels=batch["labels"]).logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100,
+                               label_smoothing=self.label_smoothing)
+
+    @torch.no_grad()
+    def generate_candidates(self, batch: dict) -> list[Candidates]:
+        kwargs = self.generation.generate_kwargs()
+        n = kwargs["num_return_sequences"]
+        out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  return_dict_in_generate=True, output_scores=True, **kwargs)
+        texts = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+        scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)
+        return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
+
+
+def sequence_scores(model, out, pad_id: Optional[int]) -> list[float]:
+    """Mean log-probability per generated token of each returned sequence (beam search reports its
+    length-penalised score; greedy and sampling are scored from their transition scores)."""
+    if getattr(out, "sequences_scores", None) is not None:
+        return out.sequences_scores.float().tolist()
+    steps = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    generated = out.sequences[:, -steps.shape[1]:]
+    mask = generated != pad_id if pad_id is not None else torch.ones_like(generated, dtype=torch.bool)
+    steps = steps.float().masked_fill(~mask, 0.0)
+    return (steps.sum(1) / mask.sum(1).clamp(min=1)).tolist()
