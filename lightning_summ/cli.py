@@ -90,14 +90,14 @@ def score(predictions: str, references: str, tokenizer: Literal["morpheme", "whi
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["score"]:
+        if args[:1] == ["score"]:
             from jsonargparse import auto_cli
 
-            auto_cli(score, args=argv[1:])
+            auto_cli(score, args=args[1:])
         else:
-            run_cli(argv)
+            run_cli(argv)  # None: LightningCLI reads sys.argv itself
     except USER_ERRORS as e:
         print(f"lightning_summ: error: {e}", file=sys.stderr)
         sys.exit(2)

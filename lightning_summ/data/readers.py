@@ -6,13 +6,15 @@ Both formats in use load without conversion:
 * English DialogSum JSONL: ``fname, dialogue, summary, topic`` or, in its test split,
   ``summary1..summary3`` / ``topic1..topic3`` (multi-reference).
 
-Every problem is reported as one :class:`DataError` line naming the file, the row (1-based, as a
-spreadsheet shows it; the header is row 1 of a CSV) and the field, so a CLI can print it and exit.
+Every problem is reported as one :class:`DataError` line naming the file, the row (the 1-based line
+where the record starts, as an editor shows it; the header is row 1 of a CSV) and the field, so a
+CLI can print it and exit.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -59,7 +61,9 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
         raise DataError(f"{path}: the file is empty")
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
-        for i, line in enumerate(text.splitlines(), start=1):
+        # JSON lines are separated by "\n" only: str.splitlines() would also split inside strings at
+        # U+2028, U+0085, form feeds, ... which JSON allows unescaped.
+        for i, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -70,15 +74,22 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
                 raise DataError(f"{path}: row {i}: expected a JSON object, got {type(record).__name__}")
             rows.append((i, record))
         return rows
-    reader = csv.DictReader(text.splitlines(keepends=True))
-    # The header is row 1; csv tracks physical lines, so quoted multi-line fields keep numbers right.
-    rows = []
-    start = 2
-    for record in reader:
-        rows.append((start, record))
-        start = reader.line_num + 1
-    if reader.fieldnames is None:
+    # newline="" ends lines at \r, \n and \r\n only (as csv expects); str.splitlines() would also end
+    # them at U+2028, U+0085, ..., which csv writers leave unquoted, so a row would be cut in two.
+    # csv.reader, not DictReader: DictReader skips blank lines unseen, which would shift the row number
+    # of the record after one. csv tracks physical lines, so quoted multi-line fields keep numbers right.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    fieldnames = next((values for values in reader if values), None)
+    if fieldnames is None:
         raise DataError(f"{path}: the file is empty")
+    rows = []
+    start = reader.line_num + 1
+    for values in reader:
+        if values:
+            record = dict(zip(fieldnames, values))
+            record.update((name, None) for name in fieldnames[len(values):])
+            rows.append((start, record))
+        start = reader.line_num + 1
     return rows
 
 
@@ -95,7 +106,8 @@ def read_examples(path: str | Path, require_summary: bool = False) -> list[Examp
     rows = _read_rows(path)
     if not rows:
         raise DataError(f"{path}: the file has a header but no rows")
-    columns = list(rows[0][1].keys())
+    # All records' keys, not the first one's: JSON lines may differ (one has summary3, the first not).
+    columns = list(dict.fromkeys(key for _, record in rows for key in record))
     for name in ("fname", "dialogue"):
         if name not in columns:
             raise DataError(f"{path}: row 1: missing column '{name}' (found: {', '.join(map(str, columns))})")

@@ -1,0 +1,344 @@
+"""Readers: the competition CSV and DialogSum JSONL load as they are; every bad file is one clear line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from lightning_summ.data.readers import DataError, Example, normalize_text, read_examples
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+# Written for these tests (not taken from any data set).
+DIALOGUE_1 = "#Person1#: 안녕하세요, 무엇을 도와드릴까요?\n#Person2#: 내일 오후에 회의실을 예약하고 싶어요."
+SUMMARY_1 = "#Person2#는 내일 오후 회의실 예약을 요청한다."
+DIALOGUE_2 = "#Person1#: 점심 뭐 먹을래?\n#Person2#: 비빔밥 어때?\n#Person1#: 좋아, 가자."
+SUMMARY_2 = "두 사람은 점심으로 비빔밥을 먹기로 한다."
+DIALOGUE_3 = "#Person1#: 제 번호는 #PhoneNumber#예요.\n#Person2#: 네, 저장해 둘게요."
+SUMMARY_3 = "#Person1#가 #Person2#에게 전화번호를 알려준다."
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str = "\n", bom: bool = False) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=newline)
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + buf.getvalue().encode("utf-8"))
+    return path
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def read_error(path: Path, require_summary: bool = False) -> str:
+    with pytest.raises(DataError) as info:
+        read_examples(path, require_summary=require_summary)
+    message = str(info.value)
+    assert "\n" not in message and "\r" not in message, f"not one line: {message!r}"
+    assert str(path) in message
+    return message
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+def test_competition_csv_with_multiline_quoted_dialogues(tmp_path):
+    path = write_csv(tmp_path / "train.csv", ["fname", "dialogue", "summary", "topic"],
+                     [["train_0", DIALOGUE_1, SUMMARY_1, "회의실 예약"],
+                      ["train_1", DIALOGUE_2, SUMMARY_2, "점심"]])
+    examples = read_examples(path, require_summary=True)
+    assert examples == [Example("train_0", DIALOGUE_1, [SUMMARY_1], "회의실 예약"),
+                        Example("train_1", DIALOGUE_2, [SUMMARY_2], "점심")]
+
+
+def test_csv_without_summary_loads_for_prediction(tmp_path):
+    path = write_csv(tmp_path / "test.csv", ["fname", "dialogue"], [["test_0", DIALOGUE_1], ["test_1", DIALOGUE_2]])
+    examples = read_examples(path)
+    assert [e.fname for e in examples] == ["test_0", "test_1"]
+    assert [e.dialogue for e in examples] == [DIALOGUE_1, DIALOGUE_2]
+    assert all(e.summaries == [] and e.topic is None for e in examples)
+
+
+def test_csv_column_order_does_not_matter(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["summary", "topic", "dialogue", "fname"], [[SUMMARY_1, "예약", DIALOGUE_1, "a"]])
+    assert read_examples(path, require_summary=True) == [Example("a", DIALOGUE_1, [SUMMARY_1], "예약")]
+
+
+def test_jsonl_single_summary(tmp_path):
+    path = write_jsonl(tmp_path / "train.jsonl", [
+        {"fname": "train_0", "dialogue": DIALOGUE_1, "summary": SUMMARY_1, "topic": "예약"},
+        {"fname": "train_1", "dialogue": DIALOGUE_2, "summary": SUMMARY_2, "topic": "점심"},
+    ])
+    examples = read_examples(path, require_summary=True)
+    assert examples == [Example("train_0", DIALOGUE_1, [SUMMARY_1], "예약"),
+                        Example("train_1", DIALOGUE_2, [SUMMARY_2], "점심")]
+
+
+def test_jsonl_multi_reference_in_numeric_order(tmp_path):
+    # Keys deliberately out of order: references come back as summary1, summary2, summary3.
+    path = write_jsonl(tmp_path / "test.jsonl", [
+        {"fname": "test_0", "dialogue": DIALOGUE_3, "summary3": "셋째 요약", "summary1": "첫째 요약",
+         "summary2": "둘째 요약", "topic1": "전화번호", "topic2": "연락", "topic3": "번호"},
+    ])
+    [example] = read_examples(path, require_summary=True)
+    assert example.summaries == ["첫째 요약", "둘째 요약", "셋째 요약"]
+    assert example.topic == "전화번호"
+
+
+def test_jsonl_records_may_have_different_reference_counts(tmp_path):
+    # Regression: the summary fields were taken from the first record only, silently dropping summary3 here.
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        {"fname": "a", "dialogue": DIALOGUE_1, "summary1": "하나"},
+        {"fname": "b", "dialogue": DIALOGUE_2, "summary1": "하나", "summary2": "둘", "summary3": "셋"},
+        {"fname": "c", "dialogue": DIALOGUE_3, "summary": "단일"},
+    ])
+    assert [e.summaries for e in read_examples(path, require_summary=True)] == [["하나"], ["하나", "둘", "셋"], ["단일"]]
+
+
+def test_jsonl_multi_reference_skips_empty_references(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        {"fname": "a", "dialogue": DIALOGUE_1, "summary1": SUMMARY_1, "summary2": "", "summary3": "  "},
+    ])
+    assert read_examples(path, require_summary=True)[0].summaries == [SUMMARY_1]
+
+
+def test_json_suffix_is_read_as_json_lines(tmp_path):
+    path = write_jsonl(tmp_path / "x.json", [{"fname": "a", "dialogue": DIALOGUE_1}])
+    assert read_examples(path)[0].dialogue == DIALOGUE_1
+
+
+def test_jsonl_skips_blank_lines_and_accepts_crlf(tmp_path):
+    lines = [json.dumps({"fname": f, "dialogue": DIALOGUE_2}, ensure_ascii=False) for f in ("a", "b")]
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(("\r\n".join([lines[0], "", lines[1]]) + "\r\n\r\n").encode("utf-8"))
+    assert [e.fname for e in read_examples(path)] == ["a", "b"]
+
+
+# -- normalisation ------------------------------------------------------------------------------------
+
+def test_normalize_text():
+    assert normalize_text("가\r\n나\r다\\n라") == "가\n나\n다\n라"
+    assert normalize_text("  \n가나   \n다  \n\n") == "가나\n다"
+
+
+def test_crlf_csv_is_normalised(tmp_path):
+    # A Windows export: CRLF between records and inside the quoted dialogue.
+    path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "summary"],
+                     [["a", DIALOGUE_1.replace("\n", "\r\n"), SUMMARY_1], ["b", DIALOGUE_2.replace("\n", "\r\n"), SUMMARY_2]],
+                     newline="\r\n")
+    assert b"\r\n" in path.read_bytes()
+    examples = read_examples(path, require_summary=True)
+    assert [e.dialogue for e in examples] == [DIALOGUE_1, DIALOGUE_2]
+    assert [e.summaries for e in examples] == [[SUMMARY_1], [SUMMARY_2]]
+
+
+def test_literal_backslash_n_becomes_newline(tmp_path):
+    one_line = DIALOGUE_1.replace("\n", "\\n")
+    assert "\n" not in one_line
+    csv_path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "summary"], [["a", one_line, "요약\\n둘째 줄"]])
+    [example] = read_examples(csv_path)
+    assert example.dialogue == DIALOGUE_1
+    assert example.summaries == ["요약\n둘째 줄"]
+    jsonl_path = write_jsonl(tmp_path / "x.jsonl", [{"fname": "a", "dialogue": one_line,
+                                                     "summary": SUMMARY_1.replace(" ", " \r\n", 1)}])
+    [example] = read_examples(jsonl_path)
+    assert example.dialogue == DIALOGUE_1
+    assert example.summaries == [SUMMARY_1.replace(" ", "\n", 1)]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_utf8_bom_is_tolerated(tmp_path, suffix):
+    path = tmp_path / f"x{suffix}"
+    if suffix == ".csv":
+        write_csv(path, ["fname", "dialogue", "summary"], [["a", DIALOGUE_1, SUMMARY_1]], bom=True)
+    else:
+        path.write_bytes(b"\xef\xbb\xbf" + (json.dumps({"fname": "a", "dialogue": DIALOGUE_1, "summary": SUMMARY_1},
+                                                         ensure_ascii=False) + "\n").encode("utf-8"))
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert read_examples(path, require_summary=True) == [Example("a", DIALOGUE_1, [SUMMARY_1])]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0c", "\x1e"])
+def test_unicode_line_separators_do_not_split_records(tmp_path, separator):
+    # Regression: str.splitlines() breaks lines at these, which csv writers leave unquoted and JSON allows
+    # unescaped; a CSV row was silently cut in two and a valid JSON line was rejected.
+    dialogue = f"#Person1#: 첫째{separator}둘째"
+    csv_path = write_csv(tmp_path / "x.csv", ["fname", "dialogue"], [["a", dialogue], ["b", DIALOGUE_2]])
+    assert [(e.fname, e.dialogue) for e in read_examples(csv_path)] == [("a", dialogue), ("b", DIALOGUE_2)]
+    jsonl_path = tmp_path / "x.jsonl"
+    jsonl_path.write_text(json.dumps({"fname": "a", "dialogue": dialogue}, ensure_ascii=False) + "\n", encoding="utf-8")
+    if ord(separator) >= 0x20:  # json.dumps escapes C0 controls, but writes U+0085, U+2028, U+2029 raw
+        assert separator in jsonl_path.read_text(encoding="utf-8")
+    assert [e.dialogue for e in read_examples(jsonl_path)] == [dialogue]
+
+
+# -- errors: one line, naming file, row and field ------------------------------------------------------
+
+def test_missing_fname_column(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["id", "dialogue", "summary"], [["a", DIALOGUE_1, SUMMARY_1]])
+    message = read_error(path)
+    assert "row 1" in message and "'fname'" in message and "id" in message
+
+
+def test_missing_dialogue_column(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["fname", "text", "summary"], [["a", DIALOGUE_1, SUMMARY_1]])
+    message = read_error(path)
+    assert "row 1" in message and "'dialogue'" in message
+
+
+def test_missing_dialogue_key_in_jsonl(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"fname": "a", "text": DIALOGUE_1}])
+    message = read_error(path)
+    assert "row 1" in message and "'dialogue'" in message
+
+
+def test_missing_summary_column_only_when_required(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "topic"], [["a", DIALOGUE_1, "예약"]])
+    assert read_examples(path)[0].summaries == []
+    message = read_error(path, require_summary=True)
+    assert "row 1" in message and "'summary'" in message
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"   \r\n", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_empty_file(tmp_path, content, suffix):
+    path = tmp_path / f"empty{suffix}"
+    path.write_bytes(content)
+    assert "empty" in read_error(path)
+
+
+def test_header_only_file(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("fname,dialogue,summary\n", encoding="utf-8")
+    assert "no rows" in read_error(path)
+
+
+def test_empty_dialogue(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "summary"],
+                     [["a", DIALOGUE_2, SUMMARY_2], ["b", " \n ", SUMMARY_1]])
+    # Row "a" spans lines 2-4 (three-line dialogue), so "b" starts on line 5.
+    message = read_error(path)
+    assert "row 5" in message and "'dialogue'" in message
+
+
+def test_empty_summary_when_required(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "summary"], [["a", DIALOGUE_1, SUMMARY_1], ["b", "대화", ""]])
+    assert read_examples(path)[1].summaries == []
+    message = read_error(path, require_summary=True)
+    assert "row 4" in message and "'summary'" in message
+
+
+def test_empty_multi_reference_summaries_when_required(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        {"fname": "a", "dialogue": DIALOGUE_1, "summary1": SUMMARY_1, "summary2": SUMMARY_2},
+        {"fname": "b", "dialogue": DIALOGUE_2, "summary1": "", "summary2": ""},
+    ])
+    message = read_error(path, require_summary=True)
+    assert "row 2" in message and "'summary1'" in message
+
+
+def test_empty_fname(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["fname", "dialogue"], [["a", "대화"], ["  ", "대화"]])
+    message = read_error(path)
+    assert "row 3" in message and "'fname'" in message
+
+
+def test_cp949_bytes_are_reported_with_their_row(tmp_path):
+    header_and_good_row = "fname,dialogue,summary\na,\"첫 줄\n둘째 줄\",요약\n".encode("utf-8")
+    bad_row = "b,안녕하세요,인사\n".encode("cp949")
+    path = tmp_path / "cp949.csv"
+    path.write_bytes(header_and_good_row + bad_row)
+    message = read_error(path)
+    assert "row 4" in message and "UTF-8" in message
+
+
+def test_duplicate_fname_names_both_rows(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "summary"],
+                     [["a", DIALOGUE_1, SUMMARY_1], ["b", DIALOGUE_2, SUMMARY_2], ["a", "다른 대화", "다른 요약"]])
+    # a: lines 2-3, b: lines 4-6, second a: line 7.
+    message = read_error(path)
+    assert "'fname'" in message and "'a'" in message
+    assert "row 7" in message and "row 2" in message
+
+
+def test_duplicate_fname_in_jsonl(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"fname": "a", "dialogue": "가"}, {"fname": "b", "dialogue": "나"},
+                                              {"fname": "a", "dialogue": "다"}])
+    message = read_error(path)
+    assert "row 3" in message and "row 1" in message and "'fname'" in message
+
+
+def test_invalid_json_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    good = json.dumps({"fname": "a", "dialogue": DIALOGUE_1}, ensure_ascii=False)
+    path.write_text(good + "\n" + '{"fname": "b", "dialogue": "끝나지 않은\n' + good.replace('"a"', '"c"') + "\n",
+                    encoding="utf-8")
+    message = read_error(path)
+    assert "row 2" in message and "JSON" in message
+
+
+def test_json_line_that_is_not_an_object(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"fname": "a", "dialogue": "가"}) + "\n" + json.dumps(["b", "나"]) + "\n",
+                    encoding="utf-8")
+    message = read_error(path)
+    assert "row 2" in message and "object" in message
+
+
+def test_path_that_does_not_exist(tmp_path):
+    path = tmp_path / "nowhere" / "train.csv"
+    assert "no such file" in read_error(path)
+
+
+def test_directory_is_not_a_file(tmp_path):
+    assert "no such file" in read_error(tmp_path)
+
+
+# -- row numbers -------------------------------------------------------------------------------------
+
+def test_row_numbers_after_multiline_quoted_dialogues(tmp_path):
+    # Header line 1; "a" lines 2-3; "b" lines 4-6; "c" line 7; "d" line 8 has an empty dialogue.
+    rows = [["a", DIALOGUE_1, SUMMARY_1], ["b", DIALOGUE_2, SUMMARY_2], ["c", "한 줄 대화", "요약"], ["d", "", "요약"]]
+    for newline in ("\n", "\r\n"):
+        path = write_csv(tmp_path / f"rows{len(newline)}.csv", ["fname", "dialogue", "summary"], rows, newline=newline)
+        message = read_error(path)
+        assert "row 8" in message and "'dialogue'" in message, message
+
+
+def test_row_number_after_a_blank_line(tmp_path):
+    # Regression: a blank line (skipped by csv) shifted the row number of the next record by one.
+    path = tmp_path / "x.csv"
+    path.write_text(f'fname,dialogue\na,"{DIALOGUE_1}"\n\nb,\n', encoding="utf-8")
+    message = read_error(path)
+    assert "row 5" in message and "'dialogue'" in message, message
+
+
+def test_short_csv_row_is_an_empty_field_not_a_crash(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("fname,dialogue,summary\na,대화,요약\nb\n", encoding="utf-8")
+    message = read_error(path)
+    assert "row 3" in message and "'dialogue'" in message
+
+
+# -- the real files, when the shared data is present ---------------------------------------------------
+
+@pytest.mark.parametrize("relative, rows, references, require_summary", [
+    ("ko_dialogsum_competition_2025/dev.csv", 499, 1, True),
+    ("ko_dialogsum_competition_2025/test.csv", 499, 0, False),
+    ("dialogsum_en/test.jsonl", 500, 3, True),
+])
+def test_real_files(relative, rows, references, require_summary):
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"{path} is not available")
+    examples = read_examples(path, require_summary=require_summary)
+    assert len(examples) == rows
+    assert len({e.fname for e in examples}) == rows
+    assert all(len(e.summaries) == references for e in examples)
+    assert all(e.dialogue and "\r" not in e.dialogue and "\\n" not in e.dialogue for e in examples)
+    assert all("#Person1#" in e.dialogue for e in examples)

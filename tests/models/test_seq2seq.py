@@ -1,0 +1,118 @@
+"""Seq2SeqSummarizer pieces, checked directly on a tiny BART built from a config."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
+
+from lightning_summ import GenerationSettings, Seq2SeqSummarizer, SummarizationDataModule
+from lightning_summ.data.special_tokens import KNOWN_TAGS
+from lightning_summ.models.seq2seq import with_eos
+from lightning_summ.precision import PrecisionError
+
+TOKENIZER = "pkg://assets/quickstart-tokenizer"
+TINY_BART = {"model_type": "bart", "d_model": 32, "encoder_layers": 1, "decoder_layers": 1,
+             "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 64,
+             "decoder_ffn_dim": 64, "max_position_embeddings": 128}
+DIALOGUE = "#Person1#: 내일 몇 시에 만날까요?\n#Person2#: 오후 세 시 어때요? 제 번호는 #PhoneNumber#예요."
+
+
+def tiny_model(**kwargs) -> Seq2SeqSummarizer:
+    kwargs.setdefault("model_config", TINY_BART)
+    model = Seq2SeqSummarizer(tokenizer=TOKENIZER, max_source_length=24, max_target_length=8, **kwargs)
+    model.register_tags(KNOWN_TAGS)
+    model.configure_model()
+    return model
+
+
+def test_with_eos_truncates_but_keeps_the_end_marker():
+    assert with_eos([5, 6, 7, 8, 2], 2, 3) == [5, 6, 2]
+    assert with_eos([5, 6], 2, 10) == [5, 6, 2]
+    assert with_eos([5, 6, 7], None, 2) == [5, 6]
+
+
+def test_encode_truncates_the_dialogue_and_summary_to_their_limits():
+    model = tiny_model()
+    feat = model.encode(DIALOGUE * 5, "#Person1#과 #Person2#는 약속 시간을 정합니다. " * 4, for_generation=False)
+    eos = model.tokenizer.eos_token_id
+    assert len(feat["input_ids"]) == 24 and feat["input_ids"][-1] == eos
+    assert len(feat["labels"]) == 8 and feat["labels"][-1] == eos
+    assert "labels" not in model.encode(DIALOGUE, None, for_generation=True)
+
+
+def test_tags_are_single_tokens_and_survive_decoding():
+    model = tiny_model()
+    ids = model.tokenizer(DIALOGUE).input_ids
+    pieces = model.tokenizer.convert_ids_to_tokens(ids)
+    assert "#PhoneNumber#" in pieces and "#Person2#" in pieces
+    assert model.tokenizer.decode(ids, skip_special_tokens=True) == DIALOGUE
+    assert model.model.get_input_embeddings().num_embeddings == len(model.tokenizer)
+
+
+def test_collator_pads_labels_with_ignore_index_and_loss_uses_label_smoothing():
+    model = tiny_model()
+    feats = [dict(model.encode(d, s, False), index=i, fname=f"f{i}", references=[s])
+             for i, (d, s) in enumerate([(DIALOGUE, "요약"), ("#Person1#: 네.", "더 긴 요약 문장입니다.")])]
+    batch = model.collator(for_generation=False)(feats)
+    assert batch["labels"].shape == batch["input_ids"].shape[:1] + (max(len(f["labels"]) for f in feats),)
+    assert (batch["labels"] == -100).any() and (batch["attention_mask"] == 0).any()
+    torch.manual_seed(0)
+    plain = model.compute_loss(batch)
+    model.label_smoothing = 0.1
+    smoothed = model.compute_loss(batch)
+    assert torch.isfinite(plain) and not torch.isclose(plain, smoothed)
+
+
+def test_generate_candidates_returns_scored_candidates_per_input():
+    model = tiny_model(generation=GenerationSettings(num_beams=3, num_return_sequences=2, max_new_tokens=5))
+    model.eval()
+    feats = [dict(model.encode(DIALOGUE, None, True), index=i, fname=f"f{i}", references=["x"]) for i in range(3)]
+    batch = model.collator(for_generation=True)(feats)
+    cands = model.generate_candidates(batch)
+    assert len(cands) == 3 and all(len(c) == 2 for c in cands)
+    assert all(isinstance(t, str) and isinstance(s, float) and c[0][1] >= c[1][1] for c in cands for t, s in c)
+    greedy = tiny_model(generation=GenerationSettings(num_beams=1, max_new_tokens=5, min_new_tokens=5))
+    greedy.eval()
+    (text, score), = greedy.generate_candidates(batch)[0]
+    assert score <= 0.0
+
+
+def test_sampling_options_are_refused_without_do_sample():
+    with pytest.raises(ValueError, match="do_sample"):
+        GenerationSettings(num_beams=1, num_return_sequences=2).generate_kwargs()
+    kwargs = GenerationSettings(do_sample=True, top_p=0.9, num_beams=1).generate_kwargs()
+    assert kwargs["top_p"] == 0.9 and "length_penalty" not in kwargs
+
+
+def test_from_pretrained_local_directory_loads_weights_in_train_mode(tmp_path):
+    source = tiny_model()
+    source.model.save_pretrained(tmp_path / "model")
+    source.tokenizer.save_pretrained(tmp_path / "model")
+    loaded = Seq2SeqSummarizer(pretrained=str(tmp_path / "model"), model_config={"dropout": 0.3})
+    loaded.configure_model()
+    assert loaded.model.training, "from_pretrained returns eval mode; we must switch back to train"
+    assert loaded.model.config.dropout == 0.3
+    for (name, a), (_, b) in zip(source.model.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_random_init_needs_a_model_type():
+    model = Seq2SeqSummarizer(tokenizer=TOKENIZER, model_config={"d_model": 32})
+    with pytest.raises(ValueError, match="model_type"):
+        model.configure_model()
+
+
+def test_bf16_weights_with_fp16_grad_scaler_fail_at_fit_start(tmp_path):
+    """The seed's crash, reproduced with the real module: refused with one line before any step."""
+    model = Seq2SeqSummarizer(tokenizer=TOKENIZER, model_config=TINY_BART, dtype="bfloat16")
+    data = SummarizationDataModule(train_path="pkg://sample_data/train.csv", val_path="pkg://sample_data/dev.csv",
+                                   batch_size=4)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                         num_sanity_val_steps=0,
+                         plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))])
+    with pytest.raises(PrecisionError, match="GradScaler") as err:
+        trainer.fit(model, data)
+    assert "\n" not in str(err.value)

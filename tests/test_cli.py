@@ -1,0 +1,129 @@
+"""End-to-end CLI: fit -> predict -> test -> score on the shipped sample data, plus bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import QUICKSTART, REPO, TINY, shared_file
+from lightning_summ.data.readers import read_examples
+from lightning_summ.paths import resolve_path
+
+
+def _fit(cli_run, *extra):
+    cli = cli_run("fit", "--trainer.max_epochs=2", "--trainer.limit_train_batches=3",
+                  "--model.init_args.evaluation.generate_every_n_epochs=1",
+                  "--trainer.callbacks.init_args.every_n_epochs=1", *extra)
+    return cli, cli.trainer.checkpoint_callback.best_model_path
+
+
+def test_fit_logs_to_tensorboard_then_predict_writes_submission_in_input_order(cli_run, tmp_path, capsys):
+    cli, best = _fit(cli_run)
+    out = capsys.readouterr().out
+    assert f"Best checkpoint: {best}" in out and Path(best).is_file()
+    run_dir = Path(cli.trainer.log_dir)
+    assert run_dir.is_relative_to(tmp_path / "logs" / "quickstart") and (run_dir / "config.yaml").is_file()
+
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0, "scalars": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "val/loss", "val/rouge_mean", "val/r1", "val/r2", "val/rl", "hp_metric"} <= scalars
+    assert len(events.Scalars("val/rouge_mean")) == 2  # one per epoch
+    text = [t for t in events.Tags()["tensors"] if t.startswith("val/samples")]
+    assert text, "validation should log a text table of predictions vs references"
+    assert "_hparams_/experiment" in events.summary_metadata or any("hparams" in p for p in events.Tags()["tensors"]) \
+        or any(k.startswith("_hparams_") for k in events.summary_metadata)
+
+    cli = cli_run("predict", "--ckpt_path", best)
+    out = capsys.readouterr().out
+    sub = Path(cli.trainer.log_dir) / "submission.csv"
+    inputs = read_examples(resolve_path("pkg://sample_data/test.csv"))
+    assert f"Wrote {len(inputs)} summaries to {sub}" in out
+    with open(sub, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["fname"] for r in rows] == [ex.fname for ex in inputs]
+    cands = [json.loads(line) for line in (sub.parent / "candidates.jsonl").read_text().splitlines()]
+    assert [c["fname"] for c in cands] == [r["fname"] for r in rows]
+    assert all(c["candidates"][0]["text"] == c["summary"] and isinstance(c["candidates"][0]["score"], float) for c in cands)
+
+
+def test_test_stage_reports_rouge_and_num_return_sequences_reach_candidates(cli_run, capsys, tmp_path):
+    _, best = _fit(cli_run, "--trainer.max_epochs=1")
+    cli = cli_run("test", "--ckpt_path", best)
+    assert "test/rouge_mean" in cli.trainer.callback_metrics
+    cli = cli_run("predict", "--ckpt_path", best, "--model.init_args.generation.num_beams=3",
+                  "--model.init_args.generation.num_return_sequences=3", f"--submission.output_path={tmp_path}/s.csv")
+    cands = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
+    assert all(len(c["candidates"]) == 3 for c in cands)
+    scores = [c["candidates"][0]["score"] for c in cands]
+    assert all(c["candidates"][0]["score"] >= c["candidates"][-1]["score"] for c in cands), scores
+
+
+def test_predict_on_competition_test_file_keeps_all_rows_in_order(cli_run, capsys):
+    """The Done-when check: 499 rows of the real test file, in input order."""
+    test_csv = shared_file("ko_dialogsum_competition_2025", "test.csv")
+    _, best = _fit(cli_run, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1")
+    cli = cli_run("predict", "--ckpt_path", best, f"--data.predict_path={test_csv}",
+                  "--model.init_args.generation.max_new_tokens=4", "--data.eval_batch_size=128")
+    with open(Path(cli.trainer.log_dir) / "submission.csv", newline="", encoding="utf-8") as f:
+        fnames = [r["fname"] for r in csv.DictReader(f)]
+    assert fnames == [ex.fname for ex in read_examples(test_csv)] and len(fnames) == 499
+
+
+def _bad_csv(tmp_path, content: bytes, name="bad.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"fname,summary\nx_1,hi\n", "row 1: missing column 'dialogue'"),
+    (b"", "the file is empty"),
+    ('fname,dialogue,summary\nx_1,"",요약\n'.encode(), "row 2: field 'dialogue' is empty"),
+    ("fname,dialogue,summary\nx_1,대화,요약\n".encode("cp949"), "row 2: not valid UTF-8"),
+    ('fname,dialogue,summary\nx_1,"a\nb",s\nx_1,c,s\n'.encode(), "row 4: field 'fname': duplicate 'x_1' (first at row 2)"),
+])
+def test_bad_predict_input_fails_with_one_line_and_writes_nothing(tmp_path, content, expected):
+    bad = _bad_csv(tmp_path, content)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_summ", "predict", "--config", str(QUICKSTART), *TINY,
+         f"--data.predict_path={bad}", f"--trainer.logger.init_args.save_dir={tmp_path}/logs",
+         f"--submission.output_path={tmp_path}/out/submission.csv"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("lightning_summ: error: ") and str(bad) in last and expected in last, last
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_file_is_one_line_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_summ", "fit", "--config", str(QUICKSTART), *TINY,
+         f"--data.train_path={tmp_path}/nope.csv", f"--trainer.logger.init_args.save_dir={tmp_path}/logs"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"lightning_summ: error: {tmp_path}/nope.csv: no such file"
+
+
+def test_score_command_last_line_is_json(tmp_path):
+    refs = resolve_path("pkg://sample_data/dev.csv")
+    pred = tmp_path / "pred.csv"
+    examples = read_examples(refs)
+    with open(pred, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["fname", "summary"])
+        w.writerows([ex.fname, ex.summaries[0]] for ex in examples)
+    proc = subprocess.run([sys.executable, "-m", "lightning_summ", "score", "--predictions", str(pred),
+                           "--references", refs, "--tokenizer", "whitespace"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["rouge_mean"] == pytest.approx(100.0) and result["n"] == len(examples)
+    assert set(result) >= {"r1", "r2", "rl", "rouge_mean", "rouge_sum"}
