@@ -93,9 +93,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
         if args[:1] == ["score"]:
-            from jsonargparse import auto_cli
+            from jsonargparse import ArgumentParser
 
-            auto_cli(score, args=args[1:])
+            parser = ArgumentParser(prog="lightning_summ score", description=score.__doc__)
+            parser.add_function_arguments(score, as_positional=False)
+            score(**parser.parse_args(args[1:]).as_dict())
         else:
             run_cli(argv)  # None: LightningCLI reads sys.argv itself
     except USER_ERRORS as e:

@@ -12,6 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import QUICKSTART, REPO, TINY, shared_file
+from lightning_summ.cli import main
 from lightning_summ.data.readers import read_examples
 from lightning_summ.paths import resolve_path
 
@@ -27,8 +28,8 @@ def test_fit_logs_to_tensorboard_then_predict_writes_submission_in_input_order(c
     cli, best = _fit(cli_run)
     out = capsys.readouterr().out
     assert f"Best checkpoint: {best}" in out and Path(best).is_file()
-    run_dir = Path(cli.trainer.log_dir)
-    assert run_dir.is_relative_to(tmp_path / "logs" / "quickstart") and (run_dir / "config.yaml").is_file()
+    run_dir = tmp_path / cli.trainer.log_dir
+    assert run_dir.parent == tmp_path / "logs" / "quickstart" and (run_dir / "config.yaml").is_file()
 
     events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0, "scalars": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
@@ -41,7 +42,7 @@ def test_fit_logs_to_tensorboard_then_predict_writes_submission_in_input_order(c
 
     cli = cli_run("predict", "--ckpt_path", best)
     out = capsys.readouterr().out
-    sub = Path(cli.trainer.log_dir) / "submission.csv"
+    sub = Path(cli.trainer.log_dir) / "submission.csv"  # relative to tmp_path, the cwd
     inputs = read_examples(resolve_path("pkg://sample_data/test.csv"))
     assert f"Wrote {len(inputs)} summaries to {sub}" in out
     with open(sub, newline="", encoding="utf-8") as f:
@@ -88,21 +89,19 @@ def _bad_csv(tmp_path, content: bytes, name="bad.csv") -> Path:
     ("fname,dialogue,summary\nx_1,대화,요약\n".encode("cp949"), "row 2: not valid UTF-8"),
     ('fname,dialogue,summary\nx_1,"a\nb",s\nx_1,c,s\n'.encode(), "row 4: field 'fname': duplicate 'x_1' (first at row 2)"),
 ])
-def test_bad_predict_input_fails_with_one_line_and_writes_nothing(tmp_path, content, expected):
+def test_bad_predict_input_fails_with_one_line_and_writes_nothing(tmp_path, content, expected, capsys, monkeypatch):
     bad = _bad_csv(tmp_path, content)
-    proc = subprocess.run(
-        [sys.executable, "-m", "lightning_summ", "predict", "--config", str(QUICKSTART), *TINY,
-         f"--data.predict_path={bad}", f"--trainer.logger.init_args.save_dir={tmp_path}/logs",
-         f"--submission.output_path={tmp_path}/out/submission.csv"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
-    )
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    last = proc.stderr.strip().splitlines()[-1]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--config", str(QUICKSTART), *TINY, f"--data.predict_path={bad}",
+              f"--submission.output_path={tmp_path}/out/submission.csv"])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("lightning_summ: error: ") and str(bad) in last and expected in last, last
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_file_is_one_line_error(tmp_path):
+def test_missing_file_exits_2_with_one_line_from_the_console_script(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "lightning_summ", "fit", "--config", str(QUICKSTART), *TINY,
          f"--data.train_path={tmp_path}/nope.csv", f"--trainer.logger.init_args.save_dir={tmp_path}/logs"],
@@ -112,7 +111,7 @@ def test_missing_file_is_one_line_error(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == f"lightning_summ: error: {tmp_path}/nope.csv: no such file"
 
 
-def test_score_command_last_line_is_json(tmp_path):
+def test_score_command_last_line_is_json(tmp_path, capsys):
     refs = resolve_path("pkg://sample_data/dev.csv")
     pred = tmp_path / "pred.csv"
     examples = read_examples(refs)
@@ -120,10 +119,7 @@ def test_score_command_last_line_is_json(tmp_path):
         w = csv.writer(f)
         w.writerow(["fname", "summary"])
         w.writerows([ex.fname, ex.summaries[0]] for ex in examples)
-    proc = subprocess.run([sys.executable, "-m", "lightning_summ", "score", "--predictions", str(pred),
-                           "--references", refs, "--tokenizer", "whitespace"],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    main(["score", "--predictions", str(pred), "--references", refs, "--tokenizer", "whitespace"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["rouge_mean"] == pytest.approx(100.0) and result["n"] == len(examples)
     assert set(result) >= {"r1", "r2", "rl", "rouge_mean", "rouge_sum"}

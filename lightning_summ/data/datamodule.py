@@ -91,8 +91,9 @@ class SummarizationDataModule(LightningDataModule):
         """Atomic tokens: the known tags plus those in the training file (only: validation or
         prediction files must not change the vocabulary a checkpoint was trained with)."""
         found = set()
-        if self.train_path:
-            found = find_tags(t for ex in self._read("train") for t in (ex.dialogue, *ex.summaries))
+        if self.train_path:  # the whole file, not a fold's part: every fold model gets one vocabulary
+            examples = read_examples(self.train_path, require_summary=True)
+            found = find_tags(t for ex in examples for t in (ex.dialogue, *ex.summaries))
         return tag_vocabulary(found, self.extra_tags)
 
     # -- reading --------------------------------------------------------------------------------
@@ -121,8 +122,9 @@ class SummarizationDataModule(LightningDataModule):
             training = split == "train"
             feats = []
             for i, ex in enumerate(self._read(split)):
-                # Training uses every reference as its own target; evaluation scores against all of them.
-                targets = ex.summaries if training else ex.summaries[:1]
+                # Training uses every reference as its own target; validation/test compute the loss on the
+                # first and score against all; predict never sees a summary, even if the file has one.
+                targets = ex.summaries if training else ex.summaries[:1] if split != "predict" else []
                 for target in targets or [None]:
                     feat = self.model.encode(ex.dialogue, target, for_generation=not training)
                     feat.update(index=i, fname=ex.fname, references=ex.summaries)
