@@ -82,9 +82,7 @@ class SummarizerBase(LightningModule):
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        self.model = self.build_model()
-        if self.model.get_input_embeddings().num_embeddings < len(self.tokenizer):
-            self.model.resize_token_embeddings(len(self.tokenizer))
+        self.model = self.build_model()  # sized for len(self.tokenizer), tags included
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lightning_summ"] = {"tags": self.tags, "vocab_size": len(self.tokenizer)}
@@ -199,3 +197,15 @@ def select_rows(batch: dict, rows: list[int]) -> dict:
         else:
             out[key] = [value[i] for i in rows]
     return out
+
+
+def sequence_scores(model, out, pad_id: Optional[int]) -> list[float]:
+    """Mean log-probability per generated token of each returned sequence (beam search reports its
+    length-penalised score; greedy and sampling are scored from their transition scores)."""
+    if getattr(out, "sequences_scores", None) is not None:
+        return out.sequences_scores.float().tolist()
+    steps = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    generated = out.sequences[:, -steps.shape[1]:]
+    mask = generated != pad_id if pad_id is not None else torch.ones_like(generated, dtype=torch.bool)
+    steps = steps.float().masked_fill(~mask, 0.0)
+    return (steps.sum(1) / mask.sum(1).clamp(min=1)).tolist()

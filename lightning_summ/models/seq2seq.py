@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSeq2SeqLM
 
 from lightning_summ.data.batching import collate_metadata, pad_right
-from lightning_summ.models.base import Candidates, SummarizerBase
+from lightning_summ.models.base import Candidates, SummarizerBase, sequence_scores
 from lightning_summ.models.loading import build_config, load_model
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
 
@@ -84,7 +84,10 @@ class Seq2SeqSummarizer(SummarizerBase):
         config = build_config(self.pretrained, self.model_config, self.tokenizer, self.trust_remote_code)
         if not self.pretrained and config.decoder_start_token_id is None:
             config.decoder_start_token_id = self.tokenizer.eos_token_id  # BART's convention
-        return load_model(AutoModelForSeq2SeqLM, self.pretrained, config, self.weights_dtype, self.trust_remote_code)
+        model = load_model(AutoModelForSeq2SeqLM, self.pretrained, config, self.weights_dtype, self.trust_remote_code)
+        if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(self.tokenizer))  # the added #Tag# tokens
+        return model
 
     def encode(self, dialogue: str, summary: Optional[str], for_generation: bool) -> dict:
         tok = self.tokenizer
@@ -113,14 +116,3 @@ class Seq2SeqSummarizer(SummarizerBase):
         scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)
         return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
 
-
-def sequence_scores(model, out, pad_id: Optional[int]) -> list[float]:
-    """Mean log-probability per generated token of each returned sequence (beam search reports its
-    length-penalised score; greedy and sampling are scored from their transition scores)."""
-    if getattr(out, "sequences_scores", None) is not None:
-        return out.sequences_scores.float().tolist()
-    steps = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-    generated = out.sequences[:, -steps.shape[1]:]
-    mask = generated != pad_id if pad_id is not None else torch.ones_like(generated, dtype=torch.bool)
-    steps = steps.float().masked_fill(~mask, 0.0)
-    return (steps.sum(1) / mask.sum(1).clamp(min=1)).tolist()

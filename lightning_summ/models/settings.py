@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 
 @dataclass
@@ -95,3 +95,39 @@ class EvaluationSettings:
     generate_every_n_epochs: int = 1
     generate_limit: Optional[int] = None
     num_text_samples: int = 4
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters through peft.
+
+    Args:
+        r: adapter rank.
+        alpha: scaling numerator (the update is scaled by ``alpha / r``).
+        dropout: dropout on the adapter input.
+        target_modules: ``all-linear`` (every linear layer but the output head) or module names,
+            e.g. ``[q_proj, k_proj, v_proj, o_proj]`` (Llama/Qwen) or ``[query_key_value, dense]`` (GPT-NeoX).
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: Union[str, list[str]] = "all-linear"
+
+
+@dataclass
+class QuantizationSettings:
+    """bitsandbytes quantization of the frozen base model (QLoRA).
+
+    Args:
+        bits: 4 (nf4/fp4) or 8 (LLM.int8).
+        quant_type: 4-bit data type, ``nf4`` (QLoRA's) or ``fp4``.
+        double_quant: also quantize the quantization constants (saves ~0.4 bit per parameter).
+        compute_dtype: dtype of the 4-bit matmuls; ``auto`` = the training precision's dtype
+            (bf16 under ``bf16-mixed``, fp16 under ``16-mixed``, fp32 otherwise).
+    """
+
+    bits: Literal[4, 8] = 4
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
