@@ -1,0 +1,158 @@
+"""CausalLMSummarizer: each rule of DESIGN.md's decoder-only section, checked directly on tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_summ.data.special_tokens import KNOWN_TAGS
+from lightning_summ.models.causal import CausalLMSummarizer, position_ids_for
+from lightning_summ.models.settings import GenerationSettings, LoraSettings, QuantizationSettings
+
+TOKENIZER = "pkg://assets/quickstart-tokenizer"
+FAMILIES = {
+    "llama": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True},
+    "qwen3": {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "tie_word_embeddings": True},
+    "gpt_neox": {"model_type": "gpt_neox", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "rotary_pct": 0.5, "tie_word_embeddings": False},
+}
+DIALOGUE = "#Person1#: 오늘 저녁에 뭐 먹을까요?\n#Person2#: 비가 오니까 따뜻한 국수 어때요?"
+SUMMARY = "#Person2#는 #Person1#에게 저녁으로 국수를 제안합니다."
+
+
+def tiny(family="llama", **kwargs) -> CausalLMSummarizer:
+    kwargs.setdefault("lora", LoraSettings(r=4, alpha=8, dropout=0.0))
+    kwargs.setdefault("max_length", 256)
+    model = CausalLMSummarizer(tokenizer=TOKENIZER, model_config=FAMILIES[family], dtype="float32", **kwargs)
+    model.register_tags(KNOWN_TAGS)
+    model.configure_model()
+    return model
+
+
+def feats(model, pairs, for_generation):
+    return [dict(model.encode(d, s, for_generation), index=i, fname=f"f{i}", references=[s])
+            for i, (d, s) in enumerate(pairs)]
+
+
+def test_loss_only_on_summary_and_eos_and_pad_is_not_eos():
+    model = tiny()
+    tok = model.tokenizer
+    assert tok.pad_token_id != tok.eos_token_id
+    f = model.encode(DIALOGUE, SUMMARY, for_generation=False)
+    target = [t for t in f["labels"] if t != -100]
+    assert target[-1] == tok.eos_token_id, "EOS must be trained, or the model never stops"
+    assert tok.decode(target, skip_special_tokens=True) == SUMMARY
+    n_prompt = f["labels"].count(-100)
+    assert f["input_ids"][n_prompt:] == target and all(t == -100 for t in f["labels"][:n_prompt])
+
+
+def test_dialogue_is_truncated_never_the_instruction_or_summary():
+    model = tiny(max_length=120)
+    long_dialogue = DIALOGUE * 40
+    f = model.encode(long_dialogue, SUMMARY, for_generation=False)
+    fmt = model.formatter
+    assert len(f["input_ids"]) <= 120
+    assert f["input_ids"][: len(fmt.prefix_ids)] == fmt.prefix_ids
+    target = fmt.summary(SUMMARY)
+    assert f["input_ids"][-len(target):] == target
+    assert f["input_ids"][-len(target) - len(fmt.suffix_ids):-len(target)] == fmt.suffix_ids
+    with pytest.raises(ValueError, match="no room for the dialogue"):
+        tiny(max_length=fmt.overhead + 3).encode(DIALOGUE, SUMMARY, for_generation=False)
+
+
+def test_generation_inputs_are_prompt_only_and_left_padded():
+    model = tiny()
+    gen = model.encode(DIALOGUE, SUMMARY, for_generation=True)
+    train = model.encode(DIALOGUE, SUMMARY, for_generation=False)
+    assert gen["input_ids"] == train["input_ids"][: train["labels"].count(-100)]
+    summary_ids = model.formatter.summary(SUMMARY)[:-1]
+    assert not any(gen["input_ids"][i:i + len(summary_ids)] == summary_ids for i in range(len(gen["input_ids"])))
+    batch = model.collator(for_generation=True)(feats(model, [(DIALOGUE, SUMMARY), ("#Person1#: 네.", "짧음")], True))
+    assert (batch["attention_mask"][:, -1] == 1).all(), "generation rows must end with real tokens"
+    assert batch["attention_mask"][1, 0] == 0 and batch["input_ids"][1, 0] == model.tokenizer.pad_token_id
+    assert "token_type_ids" not in batch and "labels" not in batch  # loss tensors live under loss_*
+
+
+def test_no_token_type_ids_even_when_the_tokenizer_emits_them():
+    model = tiny("gpt_neox")
+    model.tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]  # as GPT-NeoX's do
+    assert "token_type_ids" in model.tokenizer("가나다")
+    model._formatter = None
+    batch = model.collator(False)(feats(model, [(DIALOGUE, SUMMARY)], False))
+    assert "token_type_ids" not in batch and torch.isfinite(model.compute_loss(batch))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_head_on_last_positions_equals_the_full_loss_and_padding_changes_nothing(family):
+    """Our loss keeps only the summary's logits; it must equal the textbook full-sequence loss."""
+    torch.manual_seed(0)
+    model = tiny(family).eval()
+    pairs = [(DIALOGUE, SUMMARY), ("#Person1#: 네.\n#Person2#: 좋아요.", "두 사람은 동의합니다.")]
+    batch = model.collator(False)(feats(model, pairs, False))
+    with torch.no_grad():
+        ours = model.compute_loss(batch)
+        logits = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             position_ids=position_ids_for(batch["attention_mask"])).logits
+        full = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100)
+        alone = model.compute_loss(model.collator(False)(feats(model, pairs[1:], False)))
+        padded_row = model.collator(False)(feats(model, pairs, False))
+        padded_row = {k: (v[1:] if isinstance(v, torch.Tensor) else v[1:]) for k, v in padded_row.items()}
+        assert padded_row["attention_mask"][0, 0] == 0  # really left-padded
+        padded = model.compute_loss(padded_row)
+    assert torch.allclose(ours, full, atol=1e-5)
+    assert torch.allclose(alone, padded, atol=1e-4)
+
+
+def test_only_new_tokens_are_decoded():
+    model = tiny(generation=GenerationSettings(num_beams=1, max_new_tokens=3, min_new_tokens=3)).eval()
+    batch = model.collator(True)(feats(model, [(DIALOGUE, None), ("#Person1#: 네.", None)], True))
+    cands = model.generate_candidates(batch)
+    for (text, score), in cands:
+        assert "### 대화" not in text and "지시" not in text
+        assert len(model.tokenizer(text, add_special_tokens=False).input_ids) <= 3 + 1
+        assert score <= 0
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_lora_trains_adapters_and_new_tag_rows_in_fp32_and_checkpoints_only_them(family):
+    model = tiny(family)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(p.dtype == torch.float32 for p in trainable.values())
+    assert any("lora_A" in n for n in trainable) and any("trainable_tokens" in n for n in trainable)
+    total = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in trainable.values()) < total / 5
+    ckpt = {"state_dict": model.state_dict()}
+    model.on_save_checkpoint(ckpt)
+    assert set(ckpt["state_dict"]) == set(trainable)
+    model.on_load_checkpoint(ckpt)  # round trip passes the completeness check
+    with pytest.raises(RuntimeError, match="lacks"):
+        model.on_load_checkpoint({"state_dict": {}, "lightning_summ": {"tags": model.tags}})
+
+
+def test_qlora_loads_4bit_nf4_double_quant_with_compute_dtype(tmp_path):
+    source = tiny(lora=None)
+    source.model.save_pretrained(tmp_path / "m")
+    source.tokenizer.save_pretrained(tmp_path / "m")
+    model = CausalLMSummarizer(pretrained=str(tmp_path / "m"), lora=LoraSettings(r=4, alpha=8),
+                               quantization=QuantizationSettings(), max_length=256)
+    model.register_tags(KNOWN_TAGS)
+    model.configure_model()
+    import bitsandbytes as bnb
+
+    linear = [m for m in model.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert linear, "the base's linear layers must be 4-bit"
+    q = linear[0].weight.quant_state
+    assert q.quant_type == "nf4" and q.nested, "nf4 with double quantization"
+    assert linear[0].compute_dtype == torch.float32  # no trainer: 32-true; bf16-mixed gives bfloat16
+    batch = model.collator(False)(feats(model, [(DIALOGUE, SUMMARY)], False))
+    loss = model.compute_loss(batch)
+    loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "lora_B" in n)
+
+
+def test_quantization_without_lora_is_refused():
+    with pytest.raises(ValueError, match="QLoRA"):
+        CausalLMSummarizer(tokenizer=TOKENIZER, lora=None, quantization=QuantizationSettings())
