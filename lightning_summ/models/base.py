@@ -192,7 +192,9 @@ def select_rows(batch: dict, rows: list[int]) -> dict:
     """The sub-batch of ``rows`` (tensors indexed, lists picked)."""
     out = {}
     for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
+        if not isinstance(value, (torch.Tensor, list)):
+            out[key] = value
+        elif isinstance(value, torch.Tensor):
             out[key] = value[rows]
         else:
             out[key] = [value[i] for i in rows]

@@ -51,6 +51,7 @@ class CausalCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         batch = collate_metadata(features)
+        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)  # real tokens, for speed reports
         if not self.for_generation:
             batch.update(self._pad([f["input_ids"] for f in features], [f["labels"] for f in features]))
             return batch

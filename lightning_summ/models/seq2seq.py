@@ -33,8 +33,10 @@ class Seq2SeqCollator:
         batch = collate_metadata(features)
         batch["input_ids"] = pad_right([f["input_ids"] for f in features], self.pad_id)
         batch["attention_mask"] = pad_right([[1] * len(f["input_ids"]) for f in features], 0)
+        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)  # real tokens, for speed reports
         if all("labels" in f for f in features):
             batch["labels"] = pad_right([f["labels"] for f in features], -100)
+            batch["num_tokens"] += sum(len(f["labels"]) for f in features)
         return batch
 
 
