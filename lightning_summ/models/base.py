@@ -19,7 +19,7 @@ from lightning_summ.data.special_tokens import add_tags_to_tokenizer
 from lightning_summ.metrics.rouge import SummaryRouge
 from lightning_summ.models.loading import load_tokenizer
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
-from lightning_summ.precision import check_trainable_dtypes, uses_grad_scaler
+from lightning_summ.precision import PrecisionError, check_trainable_dtypes, uses_grad_scaler
 
 Candidates = list[tuple[str, float]]  # (text, mean log-probability per generated token), best first
 
@@ -111,7 +111,14 @@ class SummarizerBase(LightningModule):
         named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
         decay = [p for n, p in named if p.ndim >= 2 and "norm" not in n.lower()]
         no_decay = [p for n, p in named if not (p.ndim >= 2 and "norm" not in n.lower())]
-        fused = self.optim.fused if self.optim.fused is not None else all(p.is_cuda for _, p in named)
+        # Under fp16's GradScaler a fused step unscales gradients inside the kernel, after clipping
+        # would have run on still-scaled gradients: there, clip with the foreach implementation.
+        scaled_clipping = uses_grad_scaler(self.trainer.precision_plugin) and bool(self.trainer.gradient_clip_val)
+        fused = self.optim.fused if self.optim.fused is not None else \
+            all(p.is_cuda for _, p in named) and not scaled_clipping
+        if fused and scaled_clipping:
+            raise PrecisionError("optimizer.fused with a GradScaler (16-mixed) and gradient clipping would clip scaled "
+                                 "gradients; set optimizer.fused to null, or use precision bf16-mixed")
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.optim.lr, betas=tuple(self.optim.betas), eps=self.optim.eps, fused=fused,
@@ -121,6 +128,21 @@ class SummarizerBase(LightningModule):
         name = "constant_with_warmup" if self.optim.scheduler == "constant" else self.optim.scheduler
         scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip safely with fused AdamW. Lightning refuses any clipping with a fused optimizer under
+        mixed precision, because of fp16's GradScaler; without a scaler (bf16-mixed, 32-true)
+        gradients are never scaled, so we clip them directly and keep the fused kernel."""
+        if not gradient_clip_val:
+            return
+        if uses_grad_scaler(self.trainer.precision_plugin):  # Lightning unscales first (optimizer not fused)
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
 
     # -- evaluation -------------------------------------------------------------------------------
     def _should_generate(self) -> bool:

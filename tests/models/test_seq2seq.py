@@ -116,3 +116,32 @@ def test_bf16_weights_with_fp16_grad_scaler_fail_at_fit_start(tmp_path):
     with pytest.raises(PrecisionError, match="GradScaler") as err:
         trainer.fit(model, data)
     assert "\n" not in str(err.value)
+
+
+def _fit_one_step(tmp_path, precision, plugins=None, **optim):
+    from lightning_summ import OptimizerSettings
+
+    model = Seq2SeqSummarizer(tokenizer=TOKENIZER, model_config=TINY_BART, optimizer=OptimizerSettings(**optim))
+    data = SummarizationDataModule(train_path="pkg://sample_data/train.csv", val_path="pkg://sample_data/dev.csv",
+                                   batch_size=4)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                         limit_val_batches=0, gradient_clip_val=1e-3, precision=precision, plugins=plugins)
+    trainer.fit(model, data)
+    return model, trainer
+
+
+def test_fused_adamw_with_gradient_clipping_under_bf16_mixed(tmp_path):
+    """Lightning refuses this combination outright; without a GradScaler it is safe, so we clip ourselves."""
+    model, trainer = _fit_one_step(tmp_path, "bf16-mixed", fused=True)
+    assert trainer.global_step == 2
+    assert trainer.optimizers[0].defaults["fused"] is True
+
+
+def test_grad_scaler_with_clipping_uses_the_unfused_optimizer_or_refuses_fused(tmp_path):
+    scaler = [MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))]
+    model, trainer = _fit_one_step(tmp_path, None, plugins=scaler)
+    assert not trainer.optimizers[0].defaults["fused"] and trainer.global_step == 2
+    with pytest.raises(PrecisionError, match="clip scaled gradients"):
+        _fit_one_step(tmp_path, None, plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))],
+                      fused=True)
