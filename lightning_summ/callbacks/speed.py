@@ -61,8 +61,8 @@ class SpeedMonitor(Callback):
         meter.samples, meter.tokens, meter.steps = meter.samples + samples, meter.tokens + tokens, meter.steps + 1
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._begin(pl_module)
@@ -79,16 +79,18 @@ class SpeedMonitor(Callback):
         if not trainer.sanity_checking:
             self._end(self.val, pl_module, batch)
 
-    def results(self, pl_module) -> dict:
-        peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**30 if pl_module.device.type == "cuda" else None
-        return {"train": self.train.as_dict(), "validation": self.val.as_dict(),
-                "peak_mem_gb": round(peak, 2) if peak is not None else None,
-                "device": torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda" else "cpu"}
+    @staticmethod
+    def results_for(trainer, train: _Meter, val: _Meter) -> dict:
+        device = trainer.strategy.root_device  # the module itself may already be back on the CPU
+        cuda = device.type == "cuda"
+        return {"train": train.as_dict(), "validation": val.as_dict(),
+                "peak_mem_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
+                "device": torch.cuda.get_device_name(device) if cuda else device.type}
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
-        result = self.results(pl_module)
+        result = self.results_for(trainer, self.train, self.val)
         path = self.output_path or f"{trainer.log_dir or '.'}/speed.json"
         with atomic_write(path) as f:
             json.dump(result, f, indent=2)

@@ -246,7 +246,7 @@ class CausalLMSummarizer(SummarizerBase):
         n = kwargs["num_return_sequences"]
         out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                   pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self._eos_ids(),
-                                  return_dict_in_generate=True, output_scores=True, **kwargs)
+                                  use_cache=True, return_dict_in_generate=True, output_scores=True, **kwargs)
         new_tokens = out.sequences[:, batch["input_ids"].shape[1]:]  # decode only what was generated
         texts = [t.strip() for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
         scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)

@@ -113,7 +113,7 @@ class Seq2SeqSummarizer(SummarizerBase):
         kwargs = self.generation.generate_kwargs()
         n = kwargs["num_return_sequences"]
         out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  return_dict_in_generate=True, output_scores=True, **kwargs)
+                                  use_cache=True, return_dict_in_generate=True, output_scores=True, **kwargs)
         texts = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
         scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)
         return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
