@@ -2,6 +2,7 @@
 
     lightning_summ fit --config configs/quickstart.yaml
     lightning_summ predict --config configs/quickstart.yaml --ckpt_path <ckpt>
+    lightning_summ export --config configs/qwen3-4b-qlora.yaml --ckpt_path <ckpt> --output_dir adapter/
     lightning_summ score --predictions submission.csv --references dev.csv
 
 Every option of the model, data and Trainer is a YAML key and a ``--flag`` (``--help`` lists them,
@@ -23,7 +24,7 @@ from lightning_summ.data.readers import DataError
 from lightning_summ.models.base import SummarizerBase
 from lightning_summ.precision import PrecisionError, resolve_precision
 
-USER_ERRORS = (DataError, PrecisionError)
+USER_ERRORS = (DataError, PrecisionError, FileExistsError)
 
 
 class SummarizationTrainer(Trainer):
@@ -40,8 +41,26 @@ class SummarizationTrainer(Trainer):
         super().__init__(precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
                          use_distributed_sampler=use_distributed_sampler, **kwargs)
 
+    def export(self, model: SummarizerBase, datamodule: SummarizationDataModule, ckpt_path: str, output_dir: str,
+               merge: bool = False) -> None:
+        """Save a checkpoint in the format transformers/peft load: the whole model, or the LoRA adapter.
+
+        Args:
+            ckpt_path: checkpoint written by ``fit``.
+            output_dir: new directory to create.
+            merge: fold LoRA into the base weights and save a plain model (base must not be quantized).
+        """
+        from lightning_summ.export import export_checkpoint
+
+        model.trainer = self  # configure_model may ask for the device and precision
+        export_checkpoint(model, datamodule, ckpt_path, output_dir, merge)
+
 
 class SummarizationCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "export": {"model", "datamodule"}}
+
     def add_arguments_to_parser(self, parser) -> None:
         # The writer is always attached: `predict` writes a submission, other stages ignore it.
         parser.add_lightning_class_args(SubmissionWriter, "submission")

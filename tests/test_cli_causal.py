@@ -94,3 +94,39 @@ def test_llm_config_fits_and_predicts_through_the_cli(config_name, tmp_path, mon
         rows = list(csv.DictReader(f))
     assert len(rows) == 40 and rows[0]["fname"] == "test_0"
     assert f"Wrote 40 summaries to {sub}" in capsys.readouterr().out
+
+
+def test_export_adapter_loads_with_peft_and_merge_gives_the_same_logits(tmp_path, monkeypatch):
+    from peft import PeftModel
+
+    model_dir = tiny_pretrained(tmp_path / "model", "qwen3-4b.json", chat=True)
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(CONFIGS / "qwen3-4b-lora-bf16.yaml"), f"--model.init_args.pretrained={model_dir}",
+              "--model.init_args.max_length=320", "--data.train_path=pkg://sample_data/train.csv",
+              "--data.val_path=pkg://sample_data/dev.csv", "--data.batch_size=4", "--data.num_workers=0",
+              "--model.init_args.dtype=float32", "--model.init_args.optimizer.lr=1e-2"]
+    cli = run_cli(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=3",
+                   "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", "--trainer.accumulate_grad_batches=1"])
+    ckpt = tmp_path / "last.ckpt"
+    cli.trainer.save_checkpoint(ckpt)
+    ours = cli.model.model.eval()
+    ids = torch.tensor([cli.model.encode("#Person1#: 안녕하세요.\n#Person2#: 네.", None, True)["input_ids"]])
+    with torch.no_grad():
+        expected = ours(input_ids=ids).logits
+
+    run_cli(["export", *common, "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "adapter")])
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "adapter")
+    assert tok.convert_tokens_to_ids("#Person1#") != tok.unk_token_id and len(tok) == len(cli.model.tokenizer)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    base.resize_token_embeddings(len(tok))
+    with torch.no_grad():
+        assert not torch.allclose(base.eval()(input_ids=ids).logits, expected, atol=1e-3), "the adapter must matter"
+    loaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, expected, atol=1e-4)
+
+    run_cli(["export", *common, "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "merged"), "--merge=true"])
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-4)
