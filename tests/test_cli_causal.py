@@ -130,3 +130,31 @@ def test_export_adapter_loads_with_peft_and_merge_gives_the_same_logits(tmp_path
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
     with torch.no_grad():
         assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-4)
+
+
+def test_predict_with_device_map_offloading_matches_the_plain_model(tmp_path, monkeypatch, capsys):
+    """A model bigger than the device: accelerate places (here: offloads) the weights and Lightning
+    must not move them; the summaries equal those of the same model loaded normally."""
+    from lightning_summ.data.special_tokens import KNOWN_TAGS, add_tags_to_tokenizer
+
+    model_dir = tiny_pretrained(tmp_path / "model", "qwen3-4b.json", chat=True)
+    tok = AutoTokenizer.from_pretrained(model_dir)  # an exported (merged) model already holds the tags
+    add_tags_to_tokenizer(tok, KNOWN_TAGS)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(tmp_path / "merged")
+    tok.save_pretrained(tmp_path / "merged")
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(CONFIGS / "qwen3-4b-qlora.yaml"), f"--model.init_args.pretrained={tmp_path / 'merged'}",
+              "--model.init_args.quantization=null", "--model.init_args.lora=null", "--model.init_args.max_length=320",
+              "--model.init_args.generation.max_new_tokens=6", "--model.init_args.generation.min_new_tokens=6",
+              "--model.init_args.dtype=float32", "--data.train_path=pkg://sample_data/train.csv",
+              "--data.predict_path=pkg://sample_data/test.csv", "--data.num_workers=0"]
+    outputs = {}
+    for name, extra in {"plain": [], "offloaded": ["--model.init_args.device_map=auto",
+                                                   '--model.init_args.max_memory={"cpu": "200KB"}',
+                                                   f"--model.init_args.offload_folder={tmp_path / 'offload'}"]}.items():
+        cli = run_cli(["predict", *common, *extra, f"--submission.output_path={tmp_path / name}.csv"])
+        outputs[name] = (tmp_path / f"{name}.csv").read_text()
+    assert "disk" in set(cli.model.model.hf_device_map.values())
+    assert outputs["plain"] == outputs["offloaded"] and outputs["plain"].count("\n") == 41

@@ -252,6 +252,17 @@ class CausalLMSummarizer(SummarizerBase):
         scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)
         return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
 
+    def _apply(self, fn, recurse=True):
+        # With device_map, accelerate has placed the weights (several GPUs, CPU, disk) and moves
+        # activations between them; Lightning's blanket .to(device)/.cpu() would undo that (or fail
+        # on offloaded weights), so only this module's other children (metrics) are moved.
+        if self.device_map is not None and getattr(self.model, "hf_device_map", None) is not None:
+            for child in self.children():
+                if child is not self.model:
+                    child._apply(fn)
+            return self
+        return super()._apply(fn, recurse)
+
     # -- checkpoints: trainable weights only ----------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
