@@ -99,7 +99,7 @@ def test_head_on_last_positions_equals_the_full_loss_and_padding_changes_nothing
         full = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100)
         alone = model.compute_loss(model.collator(False)(feats(model, pairs[1:], False)))
         padded_row = model.collator(False)(feats(model, pairs, False))
-        padded_row = {k: (v[1:] if isinstance(v, torch.Tensor) else v[1:]) for k, v in padded_row.items()}
+        padded_row = {k: v[1:] if isinstance(v, (torch.Tensor, list)) else v for k, v in padded_row.items()}
         assert padded_row["attention_mask"][0, 0] == 0  # really left-padded
         padded = model.compute_loss(padded_row)
     assert torch.allclose(ours, full, atol=1e-5)
