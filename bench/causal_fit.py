@@ -1,4 +1,4 @@
-"""Qwen3-4B-architecture QLoRA vs bf16 LoRA through ``lightning_summ fit``: speed and memory.
+"""Shipped LLM configs on random weights of their real architectures through ``lightning_summ fit``.
 
 Random weights with the real architecture (``lightning_summ/assets/architectures/qwen3-4b.json``)
 have the speed and memory of the trained model; no hub access is needed. Each variant runs the
@@ -29,19 +29,21 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                  "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-VARIANTS = {"qlora": "configs/qwen3-4b-qlora.yaml", "lora-bf16": "configs/qwen3-4b-lora-bf16.yaml"}
+VARIANTS = {"qlora": "configs/qwen3-4b-qlora.yaml", "lora-bf16": "configs/qwen3-4b-lora-bf16.yaml",
+            "solar-qlora": "configs/solar-10.7b-qlora.yaml", "polyglot-qlora": "configs/polyglot-ko-12.8b-qlora.yaml",
+            "bllossom-qlora": "configs/llama-3.2-korean-bllossom-3b-qlora.yaml"}
 
 
-def materialize(tokenizer_dir: str, out_dir: Path) -> None:
-    """Save a random-weight Qwen3-4B (bf16) with an instruct tokenizer, as a hub checkpoint would be."""
+def materialize(tokenizer_dir: str, out_dir: Path, architecture: str) -> None:
+    """Save a random-weight model of ``architecture`` (bf16) with an instruct tokenizer, as a hub checkpoint would be."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tok.eos_token, tok.chat_template = "<|im_end|>", CHAT_TEMPLATE
-    spec = json.loads((REPO / "lightning_summ/assets/architectures/qwen3-4b.json").read_text())
+    spec = json.loads((REPO / "lightning_summ/assets/architectures" / architecture).read_text())
     spec.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    config = AutoConfig.for_model(spec.pop("model_type"), **spec)  # the real 151,936-row vocabulary
+    config = AutoConfig.for_model(spec.pop("model_type"), **spec)  # the real vocabulary size
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(out_dir)
@@ -93,7 +95,8 @@ def main() -> None:
     parser.add_argument("--train", required=True, help="CSV with dialogues and summaries")
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--architecture", default="qwen3-4b.json", help="file in lightning_summ/assets/architectures")
+    parser.add_argument("--variants", nargs="+", default=["qlora", "lora-bf16"], choices=list(VARIANTS))
     parser.add_argument("--batch_size", type=int, default=8, help="the shipped configs' batch size")
     parser.add_argument("--eval_batch_size", type=int, default=32)
     parser.add_argument("--train_batches", type=int, default=40)
@@ -103,9 +106,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model_dir = Path("/tmp/qwen3-4b-random")
+    model_dir = Path("/tmp") / f"random-{Path(args.architecture).stem}"
     t0 = time.perf_counter()
-    materialize(args.tokenizer, model_dir)
+    materialize(args.tokenizer, model_dir, args.architecture)
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
               "materialize_s": round(time.perf_counter() - t0, 1), "args": vars(args), "variants": {}}
@@ -119,7 +122,8 @@ def main() -> None:
     val = subset(args.train, args.val_rows, scratch / "val.csv")
     for name in args.variants:
         report["variants"][name] = run_variant(name, model_dir, args.train, val, args, out, scratch)
-    (out / "causal_fit.json").write_text(json.dumps(report, indent=2))
+    stem = "causal_fit" if args.architecture == "qwen3-4b.json" else f"causal_fit_{Path(args.architecture).stem}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     lines = ["| variant | train samples/s | train tokens/s | val gen samples/s (100 new tokens) | peak GPU GB |",
              "|---|---|---|---|---|"]
     for name, r in report["variants"].items():
@@ -129,7 +133,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['train']['samples_per_s']} | {r['train']['tokens_per_s']} | "
                      f"{r['validation']['samples_per_s']} | {r['peak_mem_gb']} |")
     table = "\n".join(lines)
-    (out / "causal_fit.md").write_text(f"{report['date']} on {report['gpu']}\n\n{table}\n")
+    (out / f"{stem}.md").write_text(f"{report['date']} on {report['gpu']}\n\n{table}\n")
     print(table)
 
 
