@@ -1,0 +1,42 @@
+"""k-fold cross-validation through the CLI on the quickstart config (2 folds, tiny model)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from conftest import QUICKSTART, TINY
+from lightning_summ.cli import main
+from lightning_summ.data.readers import read_examples
+from lightning_summ.paths import resolve_path
+
+ARGS = ["--config", str(QUICKSTART), *TINY, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+        "--model.init_args.evaluation.generate_every_n_epochs=1", "--trainer.callbacks.init_args.every_n_epochs=1"]
+
+
+def test_cv_runs_every_fold_writes_oof_and_summary_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["cv", "--cv.num_folds", "2", "--cv.predict", "true", *ARGS])
+    out = capsys.readouterr().out
+    cv_dir = tmp_path / "logs" / "quickstart" / "cv"
+    summary = json.loads((cv_dir / "cv_summary.json").read_text())
+    assert summary["num_folds"] == 2 and [f["fold"] for f in summary["folds"]] == [0, 1]
+    assert set(summary["rouge_mean"]) == {"mean", "std"} and "mean" in out and "std" in out
+
+    train = read_examples(resolve_path("pkg://sample_data/train.csv"))
+    heldout = [[ex.fname for ex in read_examples(cv_dir / f"fold_{k}" / "heldout.csv")] for k in range(2)]
+    assert not set(heldout[0]) & set(heldout[1]) and len(heldout[0]) + len(heldout[1]) == len(train)
+    with open(cv_dir / "oof.csv", newline="", encoding="utf-8") as f:
+        assert [r["fname"] for r in csv.DictReader(f)] == [ex.fname for ex in train]  # each row once, in order
+    for k in range(2):
+        fold = cv_dir / f"fold_{k}"
+        assert (fold / "config.yaml").is_file() and list(fold.glob("events.out.tfevents.*"))
+        assert (fold / "test_submission.csv").is_file() and (fold / "candidates.jsonl").is_file()
+        assert summary["folds"][k]["n"] == len(heldout[k])
+
+    # An interrupted run: fold 1 unfinished. Rerunning skips fold 0 and redoes fold 1 only.
+    (cv_dir / "fold_1" / "result.json").unlink()
+    main(["cv", "--cv.num_folds", "2", *ARGS])
+    out = capsys.readouterr().out
+    assert "fold 0 is done" in out and "fold 1 is done" not in out
+    assert json.loads((cv_dir / "fold_1" / "result.json").read_text())["fold"] == 1
