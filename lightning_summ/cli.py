@@ -5,6 +5,7 @@
     lightning_summ export --config configs/qwen3-4b-qlora.yaml --ckpt_path <ckpt> --output_dir adapter/
     lightning_summ score --predictions submission.csv --references dev.csv
     lightning_summ cv --config configs/kobart.yaml --cv.num_folds 5 [--cv.predict true]
+    lightning_summ ensemble --inputs a/candidates.jsonl b/candidates.jsonl --method mbr --output ens.csv
 
 Every option of the model, data and Trainer is a YAML key and a ``--flag`` (``--help`` lists them,
 ``--print_config`` shows the resolved config). Bad input ends with one ``error:`` line and exit 2.
@@ -112,7 +113,11 @@ def score(predictions: str, references: str, tokenizer: Literal["morpheme", "whi
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
-        if args[:1] == ["cv"]:
+        if args[:1] == ["ensemble"]:
+            from lightning_summ.ensemble import main as ensemble_main
+
+            ensemble_main(args[1:])
+        elif args[:1] == ["cv"]:
             from lightning_summ.cv import main as cv_main
 
             cv_main(args[1:])
