@@ -123,3 +123,18 @@ def test_score_command_last_line_is_json(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["rouge_mean"] == pytest.approx(100.0) and result["n"] == len(examples)
     assert set(result) >= {"r1", "r2", "rl", "rouge_mean", "rouge_sum"}
+
+
+def test_soft_voting_predict_over_fold_checkpoints(cli_run, tmp_path):
+    """The same checkpoint twice must decode exactly like the single model; two different ones differ."""
+    _, first = _fit(cli_run, "--trainer.max_epochs=1", "--model.init_args.optimizer.lr=5e-3")
+    _, second = _fit(cli_run, "--trainer.max_epochs=1", "--seed_everything=7", "--data.seed=7",
+                     "--model.init_args.optimizer.lr=5e-3")
+    beams = ["--model.init_args.generation.num_beams=3"]
+    outputs = {}
+    for name, members in {"single": "[]", "same": f"[{first}]", "pair": f"[{second}]"}.items():
+        cli_run("predict", "--ckpt_path", first, *beams, f"--model.init_args.ensemble_checkpoints={members}",
+                f"--submission.output_path={tmp_path}/{name}.csv")
+        outputs[name] = (tmp_path / f"{name}.csv").read_text(encoding="utf-8")
+    assert outputs["single"] == outputs["same"]
+    assert outputs["pair"] != outputs["single"] and outputs["pair"].count("\n") == outputs["single"].count("\n")

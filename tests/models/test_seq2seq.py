@@ -145,3 +145,29 @@ def test_grad_scaler_with_clipping_uses_the_unfused_optimizer_or_refuses_fused(t
     with pytest.raises(PrecisionError, match="clip scaled gradients"):
         _fit_one_step(tmp_path, None, plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))],
                       fused=True)
+
+
+def test_soft_voting_with_one_model_is_exactly_hf_beam_search():
+    from lightning_summ.models.soft_voting import soft_voting_beam_search
+
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    with torch.no_grad():  # a sharper random model: beams actually diverge
+        for p in model.model.parameters():
+            p.mul_(3)
+    feats = [dict(model.encode(d, None, True), index=i, fname=str(i), references=["x"])
+             for i, d in enumerate([DIALOGUE, "#Person1#: 네 알겠습니다.", DIALOGUE[:30]])]
+    batch = model.collator(True)(feats)
+    gen = model.model.generation_config
+    for kw in [dict(num_beams=4, max_new_tokens=12), dict(num_beams=4, max_new_tokens=8, num_return_sequences=2),
+               dict(num_beams=3, max_new_tokens=10, min_new_tokens=4, length_penalty=1.5, no_repeat_ngram_size=2)]:
+        hf = model.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  early_stopping=True, return_dict_in_generate=True, output_scores=True, **kw)
+        ours = soft_voting_beam_search([model.model], batch["input_ids"], batch["attention_mask"],
+                                       decoder_start_token_id=model.model.config.decoder_start_token_id,
+                                       eos_token_id=model.tokenizer.eos_token_id,
+                                       forced_bos_token_id=gen.forced_bos_token_id,
+                                       forced_eos_token_id=gen.forced_eos_token_id, **kw)
+        pad = model.tokenizer.pad_token_id
+        assert [[t for t in s[1:].tolist() if t != pad] for s in hf.sequences] == [ids for row in ours for ids, _ in row]
+        assert torch.allclose(hf.sequences_scores, torch.tensor([s for row in ours for _, s in row]), atol=1e-4)

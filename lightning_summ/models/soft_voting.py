@@ -1,0 +1,104 @@
+"""Soft voting: one beam search over several encoder-decoder models that share a tokenizer.
+
+At every step each model scores the next token with its own encoder states and KV cache; the
+ensemble's next-token log-probability is the mean of the models' log-probabilities, and a single
+beam search runs on that. The search follows Hugging Face's beam search (``early_stopping=True``):
+2K candidates per step, a hypothesis ends when EOS is among the top K, finished hypotheses are
+scored ``sum log p / generated_length ** length_penalty``, and a row is done with K finished
+hypotheses. With one model it returns what ``generate`` returns (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def _banned_ngram_tokens(seq: list[int], n: int) -> set[int]:
+    """Tokens that would repeat an n-gram already in ``seq`` (``no_repeat_ngram_size``)."""
+    if n <= 0 or len(seq) < n:
+        return set()
+    prefix = tuple(seq[-(n - 1):]) if n > 1 else ()
+    return {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix}
+
+
+@torch.no_grad()
+def soft_voting_beam_search(models: list, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                            decoder_start_token_id: int, eos_token_id: int, num_beams: int = 4,
+                            max_new_tokens: int = 100, min_new_tokens: int = 0, length_penalty: float = 1.0,
+                            no_repeat_ngram_size: int = 0, num_return_sequences: int = 1,
+                            forced_bos_token_id: Optional[int] = None, forced_eos_token_id: Optional[int] = None,
+                            ) -> list[list[tuple[list[int], float]]]:
+    """Returns, per input row, ``num_return_sequences`` (generated token ids, score), best first.
+    ``forced_*_token_id`` follow the models' generation config (BART forces EOS at the last step)."""
+    batch, k = input_ids.shape[0], num_beams
+    mask = attention_mask.repeat_interleave(k, 0)
+    encoded = []
+    for model in models:
+        states = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+        states.last_hidden_state = states.last_hidden_state.repeat_interleave(k, 0)
+        encoded.append(states)
+    caches: list[Optional[object]] = [None] * len(models)
+    sequences = torch.full((batch * k, 1), decoder_start_token_id, dtype=torch.long, device=input_ids.device)
+    beam_scores = torch.zeros(batch, k, device=input_ids.device)
+    beam_scores[:, 1:] = -1e9  # all beams start identical: expand only the first one at step 0
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    done = [False] * batch
+    for step in range(max_new_tokens):
+        log_probs = 0.0
+        for i, model in enumerate(models):
+            out = model(encoder_outputs=encoded[i], attention_mask=mask, past_key_values=caches[i], use_cache=True,
+                        decoder_input_ids=sequences if caches[i] is None else sequences[:, -1:])
+            caches[i] = out.past_key_values
+            log_probs = log_probs + F.log_softmax(out.logits[:, -1].float(), dim=-1)
+        log_probs = log_probs / len(models)
+        if step < min_new_tokens:
+            log_probs[:, eos_token_id] = -float("inf")
+        forced = forced_bos_token_id if step == 0 else forced_eos_token_id if step == max_new_tokens - 1 else None
+        if forced is not None:  # as HF's ForcedBOS/ForcedEOS processors: that token, with log-prob 0
+            log_probs = torch.full_like(log_probs, -float("inf"))
+            log_probs[:, forced] = 0.0
+        if no_repeat_ngram_size:
+            for row, seq in enumerate(sequences.tolist()):  # with the start token, as HF does
+                for token in _banned_ngram_tokens(seq, no_repeat_ngram_size):
+                    log_probs[row, token] = -float("inf")
+        vocab = log_probs.shape[-1]
+        scores = (beam_scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+        top_scores, top_ids = scores.topk(2 * k, dim=1)
+        next_beams, next_tokens, next_scores = [], [], []
+        generated = step + 1
+        for b in range(batch):
+            kept = 0
+            for rank, (score, flat) in enumerate(zip(top_scores[b].tolist(), top_ids[b].tolist())):
+                beam, token = divmod(flat, vocab)
+                if token == eos_token_id:
+                    if rank < k and not done[b]:  # like HF: only an EOS among the top K ends a hypothesis
+                        seq = sequences[b * k + beam, 1:].tolist() + [token]
+                        finished[b].append((score / generated ** length_penalty, seq))
+                    continue
+                next_beams.append(b * k + beam)
+                next_tokens.append(token)
+                next_scores.append(score)
+                kept += 1
+                if kept == k:
+                    break
+            if len(finished[b]) >= k:
+                done[b] = True
+        if all(done):
+            break
+        beam_idx = torch.tensor(next_beams, device=input_ids.device)
+        sequences = torch.cat([sequences[beam_idx], torch.tensor(next_tokens, device=input_ids.device)[:, None]], 1)
+        beam_scores = torch.tensor(next_scores, device=input_ids.device).view(batch, k)
+        for cache in caches:
+            cache.reorder_cache(beam_idx)
+    results = []
+    for b in range(batch):
+        if not done[b]:  # ran out of length: the open beams compete as they are
+            for j in range(k):
+                finished[b].append((beam_scores[b, j].item() / (sequences.shape[1] - 1) ** length_penalty,
+                                    sequences[b * k + j, 1:].tolist()))
+        best = sorted(finished[b], key=lambda x: x[0], reverse=True)[:num_return_sequences]
+        results.append([(seq, score) for score, seq in best])
+    return results
