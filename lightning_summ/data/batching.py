@@ -87,9 +87,11 @@ def pad_left(seqs: Sequence[Sequence[int]], value: int) -> torch.Tensor:
 
 
 def collate_metadata(features: list[dict]) -> dict:
-    """The non-tensor part every batch carries: row index, fname, references."""
+    """The non-tensor part every batch carries: row index, fname, references, dialogue text (for
+    test-time augmentation, which re-encodes modified dialogues)."""
     return {
         "index": torch.tensor([f["index"] for f in features], dtype=torch.long),
         "fname": [f["fname"] for f in features],
         "references": [f["references"] for f in features],
+        "dialogue": [f.get("dialogue", "") for f in features],
     }

@@ -127,7 +127,7 @@ class SummarizationDataModule(LightningDataModule):
                 targets = ex.summaries if training else ex.summaries[:1] if split != "predict" else []
                 for target in targets or [None]:
                     feat = self.model.encode(ex.dialogue, target, for_generation=not training)
-                    feat.update(index=i, fname=ex.fname, references=ex.summaries)
+                    feat.update(index=i, fname=ex.fname, references=ex.summaries, dialogue=ex.dialogue)
                     feats.append(feat)
             self.features[split] = feats
         return self.features[split]
