@@ -182,12 +182,13 @@ def test_pad_equal_lengths_and_tuples():
 
 def test_collate_metadata():
     features = [
-        {"index": 4, "fname": "dev_4", "references": ["요약 하나"], "input_ids": [1, 2]},
+        {"index": 4, "fname": "dev_4", "references": ["요약 하나"], "input_ids": [1, 2], "dialogue": "#Person1#: 네."},
         {"index": 0, "fname": "dev_0", "references": ["첫째", "둘째", "셋째"], "input_ids": [3]},
         {"index": 2, "fname": "test_2", "references": [], "input_ids": [5]},
     ]
     meta = collate_metadata(features)
-    assert set(meta) == {"index", "fname", "references"}
+    assert set(meta) == {"index", "fname", "references", "dialogue"}
+    assert meta["dialogue"] == ["#Person1#: 네.", "", ""]  # the text travels for test-time augmentation
     assert meta["index"].dtype == torch.long and meta["index"].tolist() == [4, 0, 2]
     assert meta["fname"] == ["dev_4", "dev_0", "test_2"]
     assert meta["references"] == [["요약 하나"], ["첫째", "둘째", "셋째"], []]
