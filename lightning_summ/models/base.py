@@ -19,6 +19,7 @@ from lightning_summ.data.special_tokens import add_tags_to_tokenizer
 from lightning_summ.metrics.rouge import SummaryRouge
 from lightning_summ.models.loading import load_tokenizer
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
+from lightning_summ.models.soft_voting import soft_voting_beam_search
 from lightning_summ.precision import PrecisionError, check_trainable_dtypes, uses_grad_scaler
 
 Candidates = list[tuple[str, float]]  # (text, mean log-probability per generated token), best first
@@ -27,8 +28,11 @@ Candidates = list[tuple[str, float]]  # (text, mean log-probability per generate
 class SummarizerBase(LightningModule):
     def __init__(self, tokenizer: str, generation: Optional[GenerationSettings] = None,
                  optimizer: Optional[OptimizerSettings] = None, evaluation: Optional[EvaluationSettings] = None,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, ensemble_checkpoints: Optional[list[str]] = None):
         super().__init__()
+        self.ensemble_checkpoints = list(ensemble_checkpoints or [])
+        # A plain list, not submodules: checkpoints of the first model stay loadable and savable as they are.
+        self.members: list[torch.nn.Module] = []
         self.tokenizer_name = tokenizer
         self.generation = generation or GenerationSettings()
         self.optim = optimizer or OptimizerSettings()
@@ -83,6 +87,37 @@ class SummarizerBase(LightningModule):
         if self.model is not None:
             return
         self.model = self.build_model()  # sized for len(self.tokenizer), tags included
+        for path in self.ensemble_checkpoints:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            self.on_load_checkpoint(checkpoint)  # same #Tag# vocabulary (and adapters), or a clear error
+            member = self.build_model()
+            member.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
+                                    if k.startswith("model.")}, strict=self.strict_loading)
+            self.members.append(member.eval().requires_grad_(False))
+
+    # -- soft voting ------------------------------------------------------------------------------
+    decoder_start_token_id: Optional[int] = None  # set by encoder-decoder models
+
+    def eos_token_ids(self) -> list[int]:
+        return [self.tokenizer.eos_token_id]
+
+    def soft_voting_candidates(self, batch: dict) -> list[Candidates]:
+        """One beam search over the mean next-token log-probabilities of this model and its members."""
+        g = self.generation
+        if g.do_sample or g.repetition_penalty != 1.0:
+            raise ValueError("soft voting supports beam search/greedy options only (no do_sample, repetition_penalty)")
+        config = self.model.generation_config
+        for member in self.members:  # not submodules, so Lightning does not move them
+            member.to(device=self.device)
+        results = soft_voting_beam_search(
+            [self.model, *self.members], batch["input_ids"], batch["attention_mask"],
+            decoder_start_token_id=self.decoder_start_token_id, eos_token_id=self.eos_token_ids(),
+            num_beams=max(g.num_beams, 1), max_new_tokens=g.max_new_tokens, min_new_tokens=g.min_new_tokens,
+            length_penalty=g.length_penalty, no_repeat_ngram_size=g.no_repeat_ngram_size,
+            num_return_sequences=g.num_return_sequences, forced_bos_token_id=config.forced_bos_token_id,
+            forced_eos_token_id=config.forced_eos_token_id)
+        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True).strip()  # noqa: E731
+        return [[(decode(ids), score) for ids, score in row] for row in results]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lightning_summ"] = {"tags": self.tags, "vocab_size": len(self.tokenizer)}
@@ -98,6 +133,8 @@ class SummarizerBase(LightningModule):
 
     # -- training ---------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
+        if self.ensemble_checkpoints:
+            raise ValueError("model.ensemble_checkpoints is for validate/test/predict, not fit")
         check_trainable_dtypes(self, str(self.trainer.precision), uses_grad_scaler(self.trainer.precision_plugin))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -90,6 +90,8 @@ class CausalLMSummarizer(SummarizerBase):
         optimizer: AdamW and schedule.
         evaluation: validation generation and ROUGE.
         trust_remote_code: allow code from the model repository to run.
+        ensemble_checkpoints: other checkpoints of this config (e.g. fold adapters) to decode with by
+            soft voting (validate/test/predict; each member loads its own copy of the base model).
     """
 
     def __init__(
@@ -115,12 +117,14 @@ class CausalLMSummarizer(SummarizerBase):
         optimizer: Optional[OptimizerSettings] = None,
         evaluation: Optional[EvaluationSettings] = None,
         trust_remote_code: bool = False,
+        ensemble_checkpoints: Optional[list[str]] = None,
     ):
         if not (pretrained or tokenizer):
             raise ValueError("set model.pretrained or model.tokenizer")
         if quantization is not None and lora is None:
             raise ValueError("a quantized base cannot be trained directly: set model.lora (QLoRA)")
-        super().__init__(tokenizer or pretrained, generation, optimizer, evaluation, trust_remote_code)
+        super().__init__(tokenizer or pretrained, generation, optimizer, evaluation, trust_remote_code,
+                         ensemble_checkpoints)
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.max_length = max_length
         self.prompt_args = dict(instruction=instruction, template=prompt_template, use_chat_template=use_chat_template,
@@ -235,17 +239,19 @@ class CausalLMSummarizer(SummarizerBase):
         targets = labels[:, labels.shape[1] - keep + 1:]
         return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
-    def _eos_ids(self) -> list[int]:
+    def eos_token_ids(self) -> list[int]:
         configured = self.model.generation_config.eos_token_id
         configured = configured if isinstance(configured, list) else [configured] if configured is not None else []
         return sorted({*configured, self.tokenizer.eos_token_id})
 
     @torch.no_grad()
     def generate_candidates(self, batch: dict) -> list[Candidates]:
+        if self.members:
+            return self.soft_voting_candidates(batch)
         kwargs = self.generation.generate_kwargs()
         n = kwargs["num_return_sequences"]
         out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self._eos_ids(),
+                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_token_ids(),
                                   use_cache=True, return_dict_in_generate=True, output_scores=True, **kwargs)
         new_tokens = out.sequences[:, batch["input_ids"].shape[1]:]  # decode only what was generated
         texts = [t.strip() for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -12,7 +12,6 @@ from lightning_summ.data.batching import collate_metadata, pad_right
 from lightning_summ.models.base import Candidates, SummarizerBase, sequence_scores
 from lightning_summ.models.loading import build_config, load_model
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
-from lightning_summ.models.soft_voting import soft_voting_beam_search
 
 
 def with_eos(ids: list[int], eos_id: Optional[int], max_length: int) -> list[int]:
@@ -80,15 +79,17 @@ class Seq2SeqSummarizer(SummarizerBase):
     ):
         if not (pretrained or tokenizer):
             raise ValueError("set model.pretrained or model.tokenizer")
-        super().__init__(tokenizer or pretrained, generation, optimizer, evaluation, trust_remote_code)
+        super().__init__(tokenizer or pretrained, generation, optimizer, evaluation, trust_remote_code,
+                         ensemble_checkpoints)
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
         self.label_smoothing = label_smoothing
-        self.ensemble_checkpoints = list(ensemble_checkpoints or [])
-        # A plain list, not submodules: checkpoints of the first model stay loadable and savable as they are.
-        self.members: list[torch.nn.Module] = []
         self.save_hyperparameters()
         self._plain_hparams()
+
+    @property
+    def decoder_start_token_id(self) -> Optional[int]:
+        return self.model.config.decoder_start_token_id
 
     def build_model(self) -> torch.nn.Module:
         config = build_config(self.pretrained, self.model_config, self.tokenizer, self.trust_remote_code)
@@ -98,22 +99,6 @@ class Seq2SeqSummarizer(SummarizerBase):
         if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(self.tokenizer))  # the added #Tag# tokens
         return model
-
-    def configure_model(self) -> None:
-        super().configure_model()
-        if self.ensemble_checkpoints and not self.members:
-            for path in self.ensemble_checkpoints:
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-                self.on_load_checkpoint(checkpoint)  # same #Tag# vocabulary, or a clear error
-                member = self.build_model()
-                member.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
-                                        if k.startswith("model.")})
-                self.members.append(member.eval().requires_grad_(False))
-
-    def on_fit_start(self) -> None:
-        if self.ensemble_checkpoints:
-            raise ValueError("model.ensemble_checkpoints is for validate/test/predict, not fit")
-        super().on_fit_start()
 
     def encode(self, dialogue: str, summary: Optional[str], for_generation: bool) -> dict:
         tok = self.tokenizer
@@ -135,28 +120,11 @@ class Seq2SeqSummarizer(SummarizerBase):
     @torch.no_grad()
     def generate_candidates(self, batch: dict) -> list[Candidates]:
         if self.members:
-            return self._soft_voting_candidates(batch)
+            return self.soft_voting_candidates(batch)
         kwargs = self.generation.generate_kwargs()
         n = kwargs["num_return_sequences"]
         out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                   use_cache=True, return_dict_in_generate=True, output_scores=True, **kwargs)
-        texts = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+        texts = [t.strip() for t in self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)]
         scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)
         return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
-
-    def _soft_voting_candidates(self, batch: dict) -> list[Candidates]:
-        g = self.generation
-        if g.do_sample or g.repetition_penalty != 1.0:
-            raise ValueError("soft voting supports beam search/greedy options only (no do_sample, repetition_penalty)")
-        config = self.model.generation_config
-        for member in self.members:  # not submodules, so Lightning does not move them
-            member.to(device=self.device, dtype=next(self.model.parameters()).dtype)
-        results = soft_voting_beam_search(
-            [self.model, *self.members], batch["input_ids"], batch["attention_mask"],
-            decoder_start_token_id=self.model.config.decoder_start_token_id, eos_token_id=self.tokenizer.eos_token_id,
-            num_beams=max(g.num_beams, 1), max_new_tokens=g.max_new_tokens, min_new_tokens=g.min_new_tokens,
-            length_penalty=g.length_penalty, no_repeat_ngram_size=g.no_repeat_ngram_size,
-            num_return_sequences=g.num_return_sequences, forced_bos_token_id=config.forced_bos_token_id,
-            forced_eos_token_id=config.forced_eos_token_id)
-        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-        return [[(decode(ids), score) for ids, score in row] for row in results]

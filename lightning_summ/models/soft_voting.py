@@ -1,4 +1,4 @@
-"""Soft voting: one beam search over several encoder-decoder models that share a tokenizer.
+"""Soft voting: one beam search over several models (encoder-decoder or decoder-only) that share a tokenizer.
 
 At every step each model scores the next token with its own encoder states and KV cache; the
 ensemble's next-token log-probability is the mean of the models' log-probabilities, and a single
@@ -10,7 +10,7 @@ hypotheses. With one model it returns what ``generate`` returns (tested).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -24,44 +24,98 @@ def _banned_ngram_tokens(seq: list[int], n: int) -> set[int]:
     return {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix}
 
 
+class _EncoderDecoder:
+    """Scores next tokens for encoder-decoder models: encoder run once, decoder with a KV cache."""
+
+    def __init__(self, models, input_ids, attention_mask, k: int, decoder_start_token_id: int):
+        self.models, self.mask = models, attention_mask.repeat_interleave(k, 0)
+        self.encoded = []
+        for model in models:
+            states = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+            states.last_hidden_state = states.last_hidden_state.repeat_interleave(k, 0)
+            self.encoded.append(states)
+        self.start = torch.full((input_ids.shape[0] * k, 1), decoder_start_token_id, dtype=torch.long,
+                                device=input_ids.device)
+        self.caches: list = [None] * len(models)
+
+    def __call__(self, sequences: torch.Tensor) -> list[torch.Tensor]:
+        logits = []
+        for i, model in enumerate(self.models):
+            out = model(encoder_outputs=self.encoded[i], attention_mask=self.mask, past_key_values=self.caches[i],
+                        use_cache=True, decoder_input_ids=sequences if self.caches[i] is None else sequences[:, -1:])
+            self.caches[i] = out.past_key_values
+            logits.append(out.logits[:, -1])
+        return logits
+
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        for cache in self.caches:
+            cache.reorder_cache(beam_idx)
+
+
+class _DecoderOnly:
+    """Scores next tokens for decoder-only models from left-padded prompts (positions count from each
+    row's first real token, as ``generate`` does)."""
+
+    def __init__(self, models, input_ids, attention_mask, k: int):
+        self.models, self.mask = models, attention_mask.repeat_interleave(k, 0)
+        self.start = input_ids.repeat_interleave(k, 0)
+        self.caches: list = [None] * len(models)
+
+    def __call__(self, sequences: torch.Tensor) -> list[torch.Tensor]:
+        if self.mask.shape[1] < sequences.shape[1]:
+            self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
+        positions = (self.mask.long().cumsum(-1) - 1).clamp(min=0)
+        logits = []
+        for i, model in enumerate(self.models):
+            first = self.caches[i] is None
+            out = model(input_ids=sequences if first else sequences[:, -1:], attention_mask=self.mask,
+                        position_ids=positions if first else positions[:, -1:], past_key_values=self.caches[i],
+                        use_cache=True)
+            self.caches[i] = out.past_key_values
+            logits.append(out.logits[:, -1])
+        return logits
+
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        self.mask = self.mask[beam_idx]
+        for cache in self.caches:
+            cache.reorder_cache(beam_idx)
+
+
 @torch.no_grad()
 def soft_voting_beam_search(models: list, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-                            decoder_start_token_id: int, eos_token_id: int, num_beams: int = 4,
+                            eos_token_id: Union[int, list[int]], decoder_start_token_id: Optional[int] = None,
+                            num_beams: int = 4,
                             max_new_tokens: int = 100, min_new_tokens: int = 0, length_penalty: float = 1.0,
                             no_repeat_ngram_size: int = 0, num_return_sequences: int = 1,
                             forced_bos_token_id: Optional[int] = None, forced_eos_token_id: Optional[int] = None,
                             ) -> list[list[tuple[list[int], float]]]:
     """Returns, per input row, ``num_return_sequences`` (generated token ids, score), best first.
-    ``forced_*_token_id`` follow the models' generation config (BART forces EOS at the last step)."""
+
+    Encoder-decoder models need ``decoder_start_token_id``; without it the models are decoder-only
+    and ``input_ids`` are left-padded prompts. ``forced_*_token_id`` follow the models' generation
+    config (BART forces EOS at the last step).
+    """
     batch, k = input_ids.shape[0], num_beams
-    mask = attention_mask.repeat_interleave(k, 0)
-    encoded = []
-    for model in models:
-        states = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
-        states.last_hidden_state = states.last_hidden_state.repeat_interleave(k, 0)
-        encoded.append(states)
-    caches: list[Optional[object]] = [None] * len(models)
-    sequences = torch.full((batch * k, 1), decoder_start_token_id, dtype=torch.long, device=input_ids.device)
-    beam_scores = torch.zeros(batch, k, device=input_ids.device)
+    eos_ids = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)
+    scorer = (_EncoderDecoder(models, input_ids, attention_mask, k, decoder_start_token_id)
+              if decoder_start_token_id is not None else _DecoderOnly(models, input_ids, attention_mask, k))
+    sequences = scorer.start  # the prefix (decoder start or prompt) followed by the generated tokens
+    prefix = sequences.shape[1]
+    device = input_ids.device
+    beam_scores = torch.zeros(batch, k, device=device)
     beam_scores[:, 1:] = -1e9  # all beams start identical: expand only the first one at step 0
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     for step in range(max_new_tokens):
-        log_probs = 0.0
-        for i, model in enumerate(models):
-            out = model(encoder_outputs=encoded[i], attention_mask=mask, past_key_values=caches[i], use_cache=True,
-                        decoder_input_ids=sequences if caches[i] is None else sequences[:, -1:])
-            caches[i] = out.past_key_values
-            log_probs = log_probs + F.log_softmax(out.logits[:, -1].float(), dim=-1)
-        log_probs = log_probs / len(models)
+        log_probs = sum(F.log_softmax(logits.float(), dim=-1) for logits in scorer(sequences)) / len(models)
         if step < min_new_tokens:
-            log_probs[:, eos_token_id] = -float("inf")
+            log_probs[:, list(eos_ids)] = -float("inf")
         forced = forced_bos_token_id if step == 0 else forced_eos_token_id if step == max_new_tokens - 1 else None
         if forced is not None:  # as HF's ForcedBOS/ForcedEOS processors: that token, with log-prob 0
             log_probs = torch.full_like(log_probs, -float("inf"))
             log_probs[:, forced] = 0.0
         if no_repeat_ngram_size:
-            for row, seq in enumerate(sequences.tolist()):  # with the start token, as HF does
+            for row, seq in enumerate(sequences.tolist()):  # the whole row, prefix included, as HF does
                 for token in _banned_ngram_tokens(seq, no_repeat_ngram_size):
                     log_probs[row, token] = -float("inf")
         vocab = log_probs.shape[-1]
@@ -73,9 +127,9 @@ def soft_voting_beam_search(models: list, input_ids: torch.Tensor, attention_mas
             kept = 0
             for rank, (score, flat) in enumerate(zip(top_scores[b].tolist(), top_ids[b].tolist())):
                 beam, token = divmod(flat, vocab)
-                if token == eos_token_id:
+                if token in eos_ids:
                     if rank < k and not done[b]:  # like HF: only an EOS among the top K ends a hypothesis
-                        seq = sequences[b * k + beam, 1:].tolist() + [token]
+                        seq = sequences[b * k + beam, prefix:].tolist() + [token]
                         finished[b].append((score / generated ** length_penalty, seq))
                     continue
                 next_beams.append(b * k + beam)
@@ -88,17 +142,16 @@ def soft_voting_beam_search(models: list, input_ids: torch.Tensor, attention_mas
                 done[b] = True
         if all(done):
             break
-        beam_idx = torch.tensor(next_beams, device=input_ids.device)
-        sequences = torch.cat([sequences[beam_idx], torch.tensor(next_tokens, device=input_ids.device)[:, None]], 1)
-        beam_scores = torch.tensor(next_scores, device=input_ids.device).view(batch, k)
-        for cache in caches:
-            cache.reorder_cache(beam_idx)
+        beam_idx = torch.tensor(next_beams, device=device)
+        sequences = torch.cat([sequences[beam_idx], torch.tensor(next_tokens, device=device)[:, None]], 1)
+        beam_scores = torch.tensor(next_scores, device=device).view(batch, k)
+        scorer.reorder(beam_idx)
     results = []
     for b in range(batch):
         if not done[b]:  # ran out of length: the open beams compete as they are
             for j in range(k):
-                finished[b].append((beam_scores[b, j].item() / (sequences.shape[1] - 1) ** length_penalty,
-                                    sequences[b * k + j, 1:].tolist()))
+                finished[b].append((beam_scores[b, j].item() / (sequences.shape[1] - prefix) ** length_penalty,
+                                    sequences[b * k + j, prefix:].tolist()))
         best = sorted(finished[b], key=lambda x: x[0], reverse=True)[:num_return_sequences]
         results.append([(seq, score) for score, seq in best])
     return results

@@ -156,3 +156,27 @@ def test_qlora_loads_4bit_nf4_double_quant_with_compute_dtype(tmp_path):
 def test_quantization_without_lora_is_refused():
     with pytest.raises(ValueError, match="QLoRA"):
         CausalLMSummarizer(tokenizer=TOKENIZER, lora=None, quantization=QuantizationSettings())
+
+
+def test_soft_voting_with_one_decoder_only_model_is_exactly_hf_beam_search():
+    from lightning_summ.models.soft_voting import soft_voting_beam_search
+
+    torch.manual_seed(0)
+    model = tiny("llama", lora=None).eval()
+    with torch.no_grad():  # a sharper random model: beams actually diverge
+        for p in model.model.parameters():
+            p.mul_(3)
+    batch = model.collator(True)(feats(model, [(DIALOGUE, None), ("#Person1#: 네.", None)], True))
+    assert batch["attention_mask"][1, 0] == 0  # left-padded rows are part of the check
+    eos = model.eos_token_ids()
+    for kw in [dict(num_beams=3, max_new_tokens=8), dict(num_beams=4, max_new_tokens=6, num_return_sequences=2,
+                                                         min_new_tokens=2, no_repeat_ngram_size=2)]:
+        hf = model.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  pad_token_id=model.tokenizer.pad_token_id, eos_token_id=eos, early_stopping=True,
+                                  return_dict_in_generate=True, output_scores=True, **kw)
+        ours = soft_voting_beam_search([model.model], batch["input_ids"], batch["attention_mask"],
+                                       eos_token_id=eos, **kw)
+        prompt = batch["input_ids"].shape[1]
+        pad = model.tokenizer.pad_token_id
+        assert [[t for t in s[prompt:].tolist() if t != pad] for s in hf.sequences] == [ids for row in ours for ids, _ in row]
+        assert torch.allclose(hf.sequences_scores, torch.tensor([s for row in ours for _, s in row]), atol=1e-4)
