@@ -6,6 +6,7 @@
     lightning_summ score --predictions submission.csv --references dev.csv
     lightning_summ cv --config configs/kobart.yaml --cv.num_folds 5 [--cv.predict true]
     lightning_summ ensemble --inputs a/candidates.jsonl b/candidates.jsonl --method mbr --output ens.csv
+    lightning_summ serve --config configs/quickstart.yaml --ckpt_path <ckpt> [--serve.port 8000]
 
 Every option of the model, data and Trainer is a YAML key and a ``--flag`` (``--help`` lists them,
 ``--print_config`` shows the resolved config). Bad input ends with one ``error:`` line and exit 2.
@@ -20,13 +21,14 @@ from typing import Literal, Optional, Union
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from lightning_summ.api.client import ApiError
 from lightning_summ.callbacks.submission_writer import SubmissionWriter
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.data.readers import DataError
 from lightning_summ.models.base import SummarizerBase
 from lightning_summ.precision import PrecisionError, resolve_precision
 
-USER_ERRORS = (DataError, PrecisionError, FileExistsError)
+USER_ERRORS = (DataError, PrecisionError, FileExistsError, ApiError)
 
 
 class SummarizationTrainer(Trainer):
@@ -113,7 +115,11 @@ def score(predictions: str, references: str, tokenizer: Literal["morpheme", "whi
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
-        if args[:1] == ["ensemble"]:
+        if args[:1] == ["serve"]:
+            from lightning_summ.api.server import main as serve_main
+
+            serve_main(args[1:])
+        elif args[:1] == ["ensemble"]:
             from lightning_summ.ensemble import main as ensemble_main
 
             ensemble_main(args[1:])

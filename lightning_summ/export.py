@@ -26,11 +26,7 @@ def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge:
     out = Path(output_dir)
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new output_dir")
-    datamodule.connect(model)  # the same #Tag# vocabulary as in training
-    model.configure_model()
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    model.on_load_checkpoint(checkpoint)
-    model.load_state_dict(checkpoint["state_dict"], strict=not lora)
+    load_checkpoint(model, datamodule, ckpt_path)
     network = model.model.merge_and_unload() if (lora and merge) else model.model
     # Written beside the target and renamed at the end: no half-exported directory on failure.
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -45,3 +41,13 @@ def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge:
     kind = "merged model" if merge else "LoRA adapter" if lora else "model"
     print(f"Exported the {kind} to {out}", flush=True)
     return out
+
+
+def load_checkpoint(model, datamodule, ckpt_path) -> None:
+    """Build ``model`` with the training vocabulary and load a checkpoint's weights, outside a Trainer."""
+    datamodule.connect(model)  # the same #Tag# vocabulary as in training
+    model.configure_model()
+    if ckpt_path:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)

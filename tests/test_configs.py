@@ -17,7 +17,7 @@ ALL_CONFIGS = sorted(CONFIGS.glob("*.yaml"))
 
 
 def test_configs_are_found():
-    assert {p.name for p in ALL_CONFIGS} >= {"quickstart.yaml", "kobart.yaml"}
+    assert {p.name for p in ALL_CONFIGS} >= {"quickstart.yaml", "kobart.yaml", "solar-api.yaml"}
 
 
 @pytest.mark.parametrize("config", ALL_CONFIGS, ids=lambda p: p.name)
@@ -26,7 +26,7 @@ def test_config_prints_and_instantiates(config, tmp_path, monkeypatch):
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = yaml.safe_load(proc.stdout)
-    assert printed["model"]["class_path"].startswith("lightning_summ.models.")
+    assert printed["model"]["class_path"].startswith(("lightning_summ.models.", "lightning_summ.api."))
 
     monkeypatch.chdir(tmp_path)
     cli = run_cli(["--config", str(config)], run=False)  # builds model, data, trainer; loads no weights yet
