@@ -55,7 +55,7 @@ def trained(tmp_path_factory):
         cli = run_cli(["fit", *args, "--trainer.max_epochs=2", "--trainer.limit_train_batches=4",
                        "--model.init_args.evaluation.generate_every_n_epochs=1",
                        "--trainer.callbacks.init_args.every_n_epochs=1", "--model.init_args.optimizer.lr=5e-3"])
-        ckpt = cli.trainer.checkpoint_callback.best_model_path
+        ckpt = str((root / cli.trainer.checkpoint_callback.best_model_path).resolve())
         run_cli(["predict", *args, "--ckpt_path", ckpt, f"--submission.output_path={root}/local.csv"])
         module = load_module(args, ckpt)
     finally:
@@ -159,3 +159,37 @@ def test_cache_key_covers_endpoint_model_template_settings_and_input(tmp_path):
             client("http://a/v1", tmp_path, temperature=0.7).cache_key(msgs),
             base.cache_key(base.messages("#Person1#: 잘 가요."))}
     assert len(keys) == 6
+
+
+def test_serve_command_answers_on_loopback(trained, tmp_path, monkeypatch):
+    """The console command itself: start `lightning_summ serve`, ask it, stop it."""
+    import subprocess
+    import sys
+
+    import openai
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "LS_SERVE_KEY": SECRET}
+    proc = subprocess.Popen([sys.executable, "-m", "lightning_summ", "serve", "--config", str(QUICKSTART), *TINY,
+                             "--ckpt_path", trained["ckpt"], f"--serve.port={port}", "--serve.api_key_env=LS_SERVE_KEY"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        api = openai.OpenAI(api_key=SECRET, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=5)
+        deadline = time.time() + 90
+        while True:
+            try:
+                models = api.models.list()
+                break
+            except openai.APIConnectionError:
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+                time.sleep(0.5)
+        assert models.data[0].id == "lightning_summ"
+        dialogue = read_examples(TEST_CSV)[0].dialogue
+        answer = api.chat.completions.create(model="x", messages=[{"role": "user", "content": dialogue}])
+        with open(trained["local"], newline="", encoding="utf-8") as f:
+            assert answer.choices[0].message.content == next(csv.DictReader(f))["summary"]
+    finally:
+        proc.terminate()
+        proc.wait(20)
