@@ -7,9 +7,10 @@ rewritten dialogue back to the original's terms):
 * ``filler_removal``: interjections such as "음," "어..." "그러니까," at the start of a phrase;
 * ``sentence_split``: a turn holding several sentences becomes consecutive turns of the same
   speaker (no text moves between speakers);
-* ``synonym``: words replaced from a small shipped Korean lexicon (``assets/tta_synonyms_ko.json``).
-
-An LLM paraphrase augmenter needs the API client (a separate issue) and is not available yet.
+* ``synonym``: words replaced from a small shipped Korean lexicon (``assets/tta_synonyms_ko.json``);
+* ``llm_paraphrase``: an OpenAI-compatible API rewrites the dialogue (``paraphrase_api`` configures
+  the client); a rewrite that changes the speaker sequence or the masked tokens is discarded and the
+  original is used instead.
 """
 
 from __future__ import annotations
@@ -72,9 +73,39 @@ def make_synonym(lexicon: str) -> Callable[[str, random.Random], Augmented]:
     return synonym
 
 
-def build_augmenters(names: list[str], lexicon: str) -> list[Callable[[str, random.Random], Augmented]]:
+PARAPHRASE_INSTRUCTION = (
+    "다음 대화를 같은 뜻의 다른 표현으로 바꿔 쓰세요. 각 줄은 원래의 '#PersonN#: ' 화자 태그로 시작하고, 줄 수와 "
+    "화자 순서, #PhoneNumber# 같은 가림 토큰은 그대로 두세요. 바꾼 대화만 출력하세요."
+)
+
+
+def _structure(dialogue: str) -> tuple[list[str], list[str]]:
+    speakers = [m.group(1) for line in dialogue.split("\n") if (m := _TURN.match(line))]
+    masks = sorted(t for t in re.findall(r"#\w+#", dialogue) if not t.startswith("#Person"))
+    return speakers, masks
+
+
+def make_llm_paraphrase(api: dict) -> Callable[[str, random.Random], Augmented]:
+    from lightning_summ.api.client import ApiSummarizer
+
+    client = ApiSummarizer(**{"instruction": PARAPHRASE_INSTRUCTION, "system_prompt": None, "few_shot": 0,
+                              "max_tokens": 1024, **api})
+
+    def llm_paraphrase(dialogue: str, rng: random.Random) -> Augmented:
+        text = client.complete(client.messages(dialogue)).strip()
+        return (text if _structure(text) == _structure(dialogue) else dialogue), _identity
+
+    return llm_paraphrase
+
+
+def build_augmenters(names: list[str], lexicon: str, paraphrase_api: Optional[dict] = None,
+                     ) -> list[Callable[[str, random.Random], Augmented]]:
     known = {"speaker_swap": speaker_swap, "filler_removal": filler_removal, "sentence_split": sentence_split,
              "synonym": make_synonym(lexicon)}
+    if "llm_paraphrase" in names:
+        if not paraphrase_api:
+            raise ValueError("the llm_paraphrase augmenter needs paraphrase_api (base_url, model, api_key_env, ...)")
+        known["llm_paraphrase"] = make_llm_paraphrase(paraphrase_api)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown augmenters {unknown}; choose from {sorted(known)}")
@@ -87,18 +118,21 @@ class TestTimeAugmentation(Callback):
 
     Args:
         augmenters: names, used round-robin for the ``num_aug`` copies: ``speaker_swap``,
-            ``filler_removal``, ``sentence_split``, ``synonym`` (default: the first two).
+            ``filler_removal``, ``sentence_split``, ``synonym``, ``llm_paraphrase`` (default: the first two).
         num_aug: augmented copies per input (0 turns TTA off).
         rouge_tokenizer: tokens for the MBR utility (``morpheme``, ``whitespace``, ``char``).
         lexicon: synonym lexicon (JSON ``{word: [replacements]}``).
         seed: seed of the synonym choices.
+        paraphrase_api: ``ApiSummarizer`` arguments for ``llm_paraphrase`` (``base_url``, ``model``,
+            ``api_key_env``, ``cache_dir``...); the paraphrases are cached like any API answer.
     """
 
     def __init__(self, augmenters: Optional[list[str]] = None, num_aug: int = 2, rouge_tokenizer: str = "morpheme",
-                 lexicon: str = "pkg://assets/tta_synonyms_ko.json", seed: int = 0):
+                 lexicon: str = "pkg://assets/tta_synonyms_ko.json", seed: int = 0,
+                 paraphrase_api: Optional[dict] = None):
         self.names = list(augmenters or ["speaker_swap", "filler_removal"])
         self.num_aug, self.rouge_tokenizer, self.seed = num_aug, rouge_tokenizer, seed
-        self.augmenters = build_augmenters(self.names, lexicon)
+        self.augmenters = build_augmenters(self.names, lexicon, paraphrase_api)
         self._original: Optional[Callable] = None
 
     def _wrap(self, pl_module) -> None:

@@ -6,6 +6,7 @@ import json
 import random
 
 import pytest
+from fastapi import FastAPI, Request  # module level: FastAPI resolves the string annotations here
 
 from lightning_summ.tta import build_augmenters, filler_removal, sentence_split, speaker_swap, swap_speakers
 
@@ -57,3 +58,36 @@ def test_tta_callback_decodes_every_view_and_picks_one(cli_run, tmp_path):
     assert len(rows) == 40 and all(len(r["candidates"]) == 4 for r in rows)  # original + 3 views
     assert all(r["summary"] == r["candidates"][0]["text"] for r in rows)
     assert not hasattr(cli.model, "generate_candidates") or "generate_candidates" not in vars(cli.model)
+
+
+def test_llm_paraphrase_through_a_real_http_endpoint_keeps_structure_or_falls_back(tmp_path, monkeypatch):
+    """A stand-in paraphrasing endpoint on loopback (real HTTP, real openai client): one answer keeps
+    the speakers and masks and is used; one that drops a turn is discarded for the original."""
+    import time
+
+    from test_api import serving
+
+    app, seen = FastAPI(), []
+
+    @app.post("/v1/chat/completions")
+    async def paraphrase(request: Request):
+        body = await request.json()
+        dialogue = body["messages"][-1]["content"].split("\n\n", 1)[1]  # after the instruction
+        seen.append(dialogue)
+        good = dialogue.replace("정말", "진짜").replace("같이", "함께")
+        answer = good if "점심" in dialogue else dialogue.split("\n")[0]  # the second kind breaks the structure
+        return {"id": "x", "object": "chat.completion", "created": int(time.time()), "model": "p",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]}
+
+    monkeypatch.setenv("LS_PARA_KEY", "k")
+    with serving(app) as url:
+        (augment,) = build_augmenters(["llm_paraphrase"], "pkg://assets/tta_synonyms_ko.json",
+                                      {"base_url": url, "model": "p", "api_key_env": "LS_PARA_KEY",
+                                       "cache_dir": str(tmp_path / "cache")})
+        text, invert = augment(DIALOGUE, random.Random(0))
+        other = "#Person1#: 내일 봐요.\n#Person2#: 네, 내일 봬요."
+        unchanged, _ = augment(other, random.Random(0))
+    assert text == DIALOGUE.replace("정말", "진짜").replace("같이", "함께") and invert("x") == "x"
+    assert unchanged == other and len(seen) == 2
+    with pytest.raises(ValueError, match="paraphrase_api"):
+        build_augmenters(["llm_paraphrase"], "pkg://assets/tta_synonyms_ko.json")

@@ -166,7 +166,8 @@ class ApiSummarizer(SummarizerBase):
             self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
         return self._client
 
-    def _request(self, messages: list[dict]) -> str:
+    def complete(self, messages: list[dict]) -> str:
+        """The answer to one chat request: from the cache, or from the API with retries."""
         path = self.cache_dir / (key := self.cache_key(messages))[:2] / f"{key}.json"
         if path.is_file():
             self._count(cache_hits=1)
@@ -214,7 +215,7 @@ class ApiSummarizer(SummarizerBase):
                 print(f"--- {fname}\n" + "\n".join(f"[{m['role']}] {m['content']}" for m in msgs), flush=True)
             return [[("", 0.0)] for _ in prompts]
         with ThreadPoolExecutor(self.max_concurrency) as pool:
-            summaries = list(pool.map(self._request, prompts))
+            summaries = list(pool.map(self.complete, prompts))
         return [[(s, 0.0)] for s in summaries]  # APIs return no log-probabilities: score 0.0
 
     def _log_usage(self) -> None:
