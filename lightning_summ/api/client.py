@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, Optional
 
-import openai
 import torch
 
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION
@@ -157,7 +156,9 @@ class ApiSummarizer(SummarizerBase):
 
     # -- requests ---------------------------------------------------------------------------------
     @property
-    def client(self) -> openai.OpenAI:
+    def client(self):
+        import openai  # imported on use: the rest of the package works without it
+
         if self._client is None:
             key = os.environ.get(self.api_key_env)
             if not key:
@@ -168,6 +169,7 @@ class ApiSummarizer(SummarizerBase):
 
     def complete(self, messages: list[dict]) -> str:
         """The answer to one chat request: from the cache, or from the API with retries."""
+        import openai
         path = self.cache_dir / (key := self.cache_key(messages))[:2] / f"{key}.json"
         if path.is_file():
             self._count(cache_hits=1)
