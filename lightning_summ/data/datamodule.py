@@ -92,9 +92,14 @@ class SummarizationDataModule(LightningDataModule):
         prediction files must not change the vocabulary a checkpoint was trained with)."""
         found = set()
         if self.train_path:  # the whole file, not a fold's part: every fold model gets one vocabulary
-            examples = read_examples(self.train_path, require_summary=True)
-            found = find_tags(t for ex in examples for t in (ex.dialogue, *ex.summaries))
+            found = find_tags(t for ex in self._train_file() for t in (ex.dialogue, *ex.summaries))
         return tag_vocabulary(found, self.extra_tags)
+
+    def _train_file(self) -> list[Example]:
+        """The whole training file, read once (tags, folds and the train split all use it)."""
+        if "train_file" not in self.examples:
+            self.examples["train_file"] = read_examples(self.train_path, require_summary=True)
+        return self.examples["train_file"]
 
     # -- reading --------------------------------------------------------------------------------
     def _read(self, split: str) -> list[Example]:
@@ -106,15 +111,15 @@ class SummarizationDataModule(LightningDataModule):
             if self.val_path:
                 log.warning("data.fold is set: validating on fold %s of %s; data.val_path (%s) is not used",
                             self.fold, self.train_path, self.val_path)
-            train, val = fold_split(read_examples(self.train_path, require_summary=True),
-                                    self.fold, self.num_folds, self.seed)
+            train, val = fold_split(self._train_file(), self.fold, self.num_folds, self.seed)
             self.examples.update(train=train, val=val)
             return self.examples[split]
         path = {"train": self.train_path, "val": self.val_path, "test": self.test_path,
                 "predict": self.predict_path}[split]
         if not path:
             raise DataError(f"data.{split}_path is not set, but the '{split}' stage needs it")
-        self.examples[split] = read_examples(path, require_summary=split in ("train", "val", "test"))
+        self.examples[split] = self._train_file() if split == "train" else \
+            read_examples(path, require_summary=split in ("val", "test"))
         return self.examples[split]
 
     def _encode(self, split: str) -> list[dict]:
