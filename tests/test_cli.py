@@ -138,3 +138,14 @@ def test_soft_voting_predict_over_fold_checkpoints(cli_run, tmp_path):
         outputs[name] = (tmp_path / f"{name}.csv").read_text(encoding="utf-8")
     assert outputs["single"] == outputs["same"]
     assert outputs["pair"] != outputs["single"] and outputs["pair"].count("\n") == outputs["single"].count("\n")
+
+
+def test_speed_monitor_reports_train_validation_and_predict(cli_run, tmp_path):
+    speed = ["--trainer.callbacks+=lightning_summ.callbacks.SpeedMonitor", "--trainer.callbacks.warmup_steps=1"]
+    _, best = _fit(cli_run, *speed, f"--trainer.callbacks.output_path={tmp_path}/fit.json")
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["train"]["steps"] == 2 * 3 - 1 and fit["train"]["samples"] > 0 and fit["train"]["tokens_per_s"] > 0
+    assert fit["validation"]["samples"] == 2 * 40 and fit["device"] == "cpu" and fit["peak_mem_gb"] is None
+    cli_run("predict", "--ckpt_path", best, *speed, f"--trainer.callbacks.output_path={tmp_path}/predict.json")
+    predict = json.loads((tmp_path / "predict.json").read_text())
+    assert predict["predict"]["samples"] == 40 and predict["predict"]["tokens"] > 0

@@ -1,4 +1,4 @@
-"""Measure training and validation speed: samples/s, real (non-pad) tokens/s, peak GPU memory.
+"""Measure training, validation and predict speed: samples/s, real (non-pad) tokens/s, peak GPU memory.
 
 Add it to any run: ``--trainer.callbacks+=lightning_summ.callbacks.SpeedMonitor
 --trainer.callbacks.output_path=speed.json``. Timings synchronize the GPU at batch boundaries, skip
@@ -33,7 +33,8 @@ class _Meter:
 
 
 class SpeedMonitor(Callback):
-    """Training and validation throughput and peak memory, printed and saved as JSON at fit end.
+    """Training, validation and predict throughput and peak memory, printed and saved as JSON at the
+    end of fit or predict.
 
     Args:
         warmup_steps: training steps (batches) not timed (compilation, allocator warm-up).
@@ -42,7 +43,7 @@ class SpeedMonitor(Callback):
 
     def __init__(self, warmup_steps: int = 3, output_path: Optional[str] = None):
         self.warmup_steps, self.output_path = warmup_steps, output_path
-        self.train, self.val = _Meter(), _Meter()
+        self.train, self.val, self.predict = _Meter(), _Meter(), _Meter()
         self._start = 0.0
         self._train_batches = 0
 
@@ -79,18 +80,29 @@ class SpeedMonitor(Callback):
         if not trainer.sanity_checking:
             self._end(self.val, pl_module, batch)
 
-    @staticmethod
-    def results_for(trainer, train: _Meter, val: _Meter) -> dict:
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.on_fit_start(trainer, pl_module)
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._begin(pl_module)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._end(self.predict, pl_module, batch)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self.on_fit_end(trainer, pl_module)
+
+    def results_for(self, trainer) -> dict:
         device = trainer.strategy.root_device  # the module itself may already be back on the CPU
         cuda = device.type == "cuda"
-        return {"train": train.as_dict(), "validation": val.as_dict(),
+        return {"train": self.train.as_dict(), "validation": self.val.as_dict(), "predict": self.predict.as_dict(),
                 "peak_mem_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
                 "device": torch.cuda.get_device_name(device) if cuda else device.type}
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
-        result = self.results_for(trainer, self.train, self.val)
+        result = self.results_for(trainer)
         path = self.output_path or f"{trainer.log_dir or '.'}/speed.json"
         with atomic_write(path) as f:
             json.dump(result, f, indent=2)
