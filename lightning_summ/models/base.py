@@ -8,7 +8,7 @@ token ids), ``collator``, ``compute_loss`` and ``generate_candidates``. Everythi
 from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from lightning.pytorch import LightningModule
