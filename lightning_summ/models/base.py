@@ -1,8 +1,9 @@
 """What every summarizer shares: tokenizer, optimizer, validation by generation + ROUGE, predict.
 
-Subclasses (seq2seq, causal LM) supply five things: ``build_model``, ``encode`` (one example to
-token ids), ``collator``, ``compute_loss`` and ``generate_candidates``. Everything the Trainer sees
-(logging names, checkpoints, prediction records) is decided here once.
+Subclasses (seq2seq, causal LM) supply four things: ``build_model``, ``encode`` (one example to
+token ids), ``collator`` and ``compute_loss``; decoder-only models also say which tokens of
+``generate``'s output are new (``generated_tokens``) and add ``extra_generate_kwargs``.
+Everything the Trainer sees (logging names, checkpoints, prediction records) is decided here once.
 """
 
 from __future__ import annotations
@@ -66,8 +67,28 @@ class SummarizerBase(LightningModule):
     def compute_loss(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    def generated_tokens(self, out, batch: dict) -> torch.Tensor:
+        """The generated part of ``out.sequences`` (decoder-only models return the prompt too)."""
+        return out.sequences
+
+    def extra_generate_kwargs(self) -> dict:
+        """Model-specific ``generate`` arguments on top of the generation settings."""
+        return {}
+
+    @torch.no_grad()
     def generate_candidates(self, batch: dict) -> list[Candidates]:
-        raise NotImplementedError
+        """``num_return_sequences`` scored candidates per row, best first (soft voting with members)."""
+        if self.members:
+            return self.soft_voting_candidates(batch)
+        kwargs = self.generation.generate_kwargs()
+        n = kwargs["num_return_sequences"]
+        out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  use_cache=True, return_dict_in_generate=True, output_scores=True,
+                                  **self.extra_generate_kwargs(), **kwargs)
+        decoded = self.tokenizer.batch_decode(self.generated_tokens(out, batch), skip_special_tokens=True)
+        texts = [t.strip() for t in decoded]
+        scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)
+        return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
 
     # -- tokenizer and vocabulary ----------------------------------------------------------------
     @property

@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM
 
 from lightning_summ.data.batching import collate_metadata, pad_left
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE, PromptFormatter
-from lightning_summ.models.base import Candidates, SummarizerBase, sequence_scores
+from lightning_summ.models.base import SummarizerBase
 from lightning_summ.models.loading import build_config, load_model, torch_dtype
 from lightning_summ.models.peft_setup import apply_lora, quantization_config
 from lightning_summ.models.settings import (EvaluationSettings, GenerationSettings, LoraSettings, OptimizerSettings,
@@ -244,19 +244,11 @@ class CausalLMSummarizer(SummarizerBase):
         configured = configured if isinstance(configured, list) else [configured] if configured is not None else []
         return sorted({*configured, self.tokenizer.eos_token_id})
 
-    @torch.no_grad()
-    def generate_candidates(self, batch: dict) -> list[Candidates]:
-        if self.members:
-            return self.soft_voting_candidates(batch)
-        kwargs = self.generation.generate_kwargs()
-        n = kwargs["num_return_sequences"]
-        out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_token_ids(),
-                                  use_cache=True, return_dict_in_generate=True, output_scores=True, **kwargs)
-        new_tokens = out.sequences[:, batch["input_ids"].shape[1]:]  # decode only what was generated
-        texts = [t.strip() for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-        scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)
-        return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
+    def extra_generate_kwargs(self) -> dict:
+        return {"pad_token_id": self.tokenizer.pad_token_id, "eos_token_id": self.eos_token_ids()}
+
+    def generated_tokens(self, out, batch: dict) -> torch.Tensor:
+        return out.sequences[:, batch["input_ids"].shape[1]:]  # decode only what was generated
 
     def _apply(self, fn, recurse=True):
         # With device_map, accelerate has placed the weights (several GPUs, CPU, disk) and moves

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSeq2SeqLM
 
 from lightning_summ.data.batching import collate_metadata, pad_right
-from lightning_summ.models.base import Candidates, SummarizerBase, sequence_scores
+from lightning_summ.models.base import SummarizerBase
 from lightning_summ.models.loading import build_config, load_model
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
 
@@ -116,15 +116,3 @@ class Seq2SeqSummarizer(SummarizerBase):
                             labels=batch["labels"]).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100,
                                label_smoothing=self.label_smoothing)
-
-    @torch.no_grad()
-    def generate_candidates(self, batch: dict) -> list[Candidates]:
-        if self.members:
-            return self.soft_voting_candidates(batch)
-        kwargs = self.generation.generate_kwargs()
-        n = kwargs["num_return_sequences"]
-        out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  use_cache=True, return_dict_in_generate=True, output_scores=True, **kwargs)
-        texts = [t.strip() for t in self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)]
-        scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)
-        return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
