@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 from typing import Optional
 
-from lightning_summ.io_utils import atomic_write
+from lightning_summ.io_utils import atomic_write, write_submission
 
 METRICS = ("r1", "r2", "rl", "rouge_mean", "rouge_sum")
 
@@ -82,10 +82,7 @@ def merge_oof(results: list[dict], train_path: str, out: Path) -> int:
     for r in results:
         with open(r["oof"], newline="", encoding="utf-8") as f:
             rows.update((row["fname"], row["summary"]) for row in csv.DictReader(f))
-    with atomic_write(out, newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["fname", "summary"])
-        writer.writerows([fname, rows[fname]] for fname in order if fname in rows)
+    write_submission(out, ((fname, rows[fname]) for fname in order if fname in rows))
     return len(rows)
 
 

@@ -17,14 +17,13 @@ choice came from.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 from lightning_summ.data.readers import DataError
-from lightning_summ.io_utils import atomic_write
+from lightning_summ.io_utils import atomic_write, write_submission
 from lightning_summ.metrics.rouge import rouge_l, rouge_n, tokenize
 
 
@@ -111,10 +110,7 @@ def main(argv: list[str]) -> Optional[list[dict]]:
     members = [read_candidates(p) for p in args.inputs]
     chosen = combine(members, args.inputs, args.method, weights, args.tokenizer)
     out = Path(args.output)
-    with atomic_write(out, newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["fname", "summary"])
-        writer.writerows([c["fname"], c["summary"]] for c in chosen)
+    write_submission(out, ((c["fname"], c["summary"]) for c in chosen))
     report = {"method": args.method, "weights": dict(zip(args.inputs, weights)),
               "chosen_from": dict(Counter(c["member"] for c in chosen)), "rows": chosen}
     report_path = out.with_suffix(".report.json")

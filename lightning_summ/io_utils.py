@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Iterable, Iterator, TextIO
 
 
 @contextlib.contextmanager
@@ -25,3 +26,11 @@ def atomic_write(path: str | Path, newline: str | None = None) -> Iterator[TextI
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_submission(path: str | Path, rows: Iterable[tuple[str, str]]) -> None:
+    """The competition's ``fname,summary`` CSV, written atomically."""
+    with atomic_write(path, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["fname", "summary"])
+        writer.writerows(rows)

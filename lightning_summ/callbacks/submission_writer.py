@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from lightning_summ.io_utils import atomic_write
+from lightning_summ.io_utils import atomic_write, write_submission
 
 
 def gather_records(trainer, predictions: list) -> list[dict]:
@@ -45,10 +44,7 @@ class SubmissionWriter(BasePredictionWriter):
         if not trainer.is_global_zero:
             return
         csv_path = Path(self.output_path or Path(trainer.log_dir or ".") / "submission.csv")
-        with atomic_write(csv_path, newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["fname", "summary"])
-            writer.writerows([r["fname"], r["summary"]] for r in records)
+        write_submission(csv_path, ((r["fname"], r["summary"]) for r in records))
         if self.candidates_path != "":
             jsonl = Path(self.candidates_path or csv_path.with_name("candidates.jsonl"))
             with atomic_write(jsonl) as f:
