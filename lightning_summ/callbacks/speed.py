@@ -2,7 +2,7 @@
 
 Add it to any run: ``--trainer.callbacks+=lightning_summ.callbacks.SpeedMonitor
 --trainer.callbacks.output_path=speed.json``. Timings synchronize the GPU at batch boundaries, skip
-warm-up steps, and count tokens from the attention masks, so padding is not counted as work.
+warm-up steps, and count real tokens (no padding) as work.
 """
 
 from __future__ import annotations
@@ -23,8 +23,25 @@ def _sync(device: torch.device) -> None:
 
 
 class _Meter:
+    """Wall-clock time between consecutive batch ends (data loading, optimizer and hooks included)."""
+
     def __init__(self):
         self.seconds, self.samples, self.tokens, self.steps = 0.0, 0, 0, 0
+        self.mark: Optional[float] = None  # time of the last batch end (or of the loop's start)
+
+    def start(self, device: torch.device) -> None:
+        _sync(device)
+        self.mark = time.perf_counter()
+
+    def add(self, device: torch.device, batch: dict) -> None:
+        _sync(device)
+        now = time.perf_counter()
+        if self.mark is not None:
+            self.seconds += now - self.mark
+            self.samples += len(batch["fname"])
+            self.tokens += int(batch["num_tokens"])
+            self.steps += 1
+        self.mark = now
 
     def as_dict(self) -> dict:
         rate = lambda x: x / self.seconds if self.seconds else 0.0  # noqa: E731
@@ -36,58 +53,48 @@ class SpeedMonitor(Callback):
     """Training, validation and predict throughput and peak memory, printed and saved as JSON at the
     end of fit or predict.
 
+    Times are wall-clock spans from one batch end to the next (so data loading, the optimizer and
+    other callbacks count, as a user waiting for the run sees them); training excludes the first
+    ``warmup_steps`` batches and any validation in between.
+
     Args:
-        warmup_steps: training steps (batches) not timed (compilation, allocator warm-up).
+        warmup_steps: training batches not timed (compilation, allocator warm-up).
         output_path: JSON file to write; ``None`` writes ``speed.json`` in the run's log directory.
     """
 
     def __init__(self, warmup_steps: int = 3, output_path: Optional[str] = None):
         self.warmup_steps, self.output_path = warmup_steps, output_path
         self.train, self.val, self.predict = _Meter(), _Meter(), _Meter()
-        self._start = 0.0
         self._train_batches = 0
-
-    @staticmethod
-    def _count(batch: dict) -> tuple[int, int]:
-        return len(batch["fname"]), int(batch["num_tokens"])
-
-    def _begin(self, pl_module) -> None:
-        _sync(pl_module.device)
-        self._start = time.perf_counter()
-
-    def _end(self, meter: _Meter, pl_module, batch: dict) -> None:
-        _sync(pl_module.device)
-        samples, tokens = self._count(batch)
-        meter.seconds += time.perf_counter() - self._start
-        meter.samples, meter.tokens, meter.steps = meter.samples + samples, meter.tokens + tokens, meter.steps + 1
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._begin(pl_module)
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._train_batches += 1
         if self._train_batches > self.warmup_steps:
-            self._end(self.train, pl_module, batch)
+            self.train.add(pl_module.device, batch)
+        elif self._train_batches == self.warmup_steps:
+            self.train.start(pl_module.device)
 
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._begin(pl_module)
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.val.start(pl_module.device)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.sanity_checking:
-            self._end(self.val, pl_module, batch)
+            self.val.add(pl_module.device, batch)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.train.mark is not None:  # validation time is not training time
+            self.train.start(pl_module.device)
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.on_fit_start(trainer, pl_module)
-
-    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._begin(pl_module)
+        self.predict.start(pl_module.device)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._end(self.predict, pl_module, batch)
+        self.predict.add(pl_module.device, batch)
 
     def on_predict_end(self, trainer, pl_module) -> None:
         self.on_fit_end(trainer, pl_module)

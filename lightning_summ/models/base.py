@@ -125,9 +125,9 @@ class SummarizerBase(LightningModule):
     def soft_voting_candidates(self, batch: dict) -> list[Candidates]:
         """One beam search over the mean next-token log-probabilities of this model and its members."""
         g = self.generation
-        if g.do_sample or g.repetition_penalty != 1.0 or not g.early_stopping:
+        if g.do_sample or g.repetition_penalty != 1.0 or not g.early_stopping or g.static_cache:
             raise ValueError("soft voting supports beam search/greedy with early_stopping: true only "
-                             "(no do_sample, repetition_penalty)")
+                             "(no do_sample, repetition_penalty, static_cache)")
         config = self.model.generation_config
         for member in self.members:  # not submodules, so Lightning does not move them
             member.to(device=self.device)

@@ -180,3 +180,17 @@ def test_soft_voting_with_one_decoder_only_model_is_exactly_hf_beam_search():
         pad = model.tokenizer.pad_token_id
         assert [[t for t in s[prompt:].tolist() if t != pad] for s in hf.sequences] == [ids for row in ours for ids, _ in row]
         assert torch.allclose(hf.sequences_scores, torch.tensor([s for row in ours for _, s in row]), atol=1e-4)
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_static_cache_reaches_generate_and_gives_the_same_candidates(num_beams):
+    settings = dict(num_beams=num_beams, max_new_tokens=6, min_new_tokens=6)
+    dynamic = tiny("qwen3", generation=GenerationSettings(**settings)).eval()
+    static = tiny("qwen3", generation=GenerationSettings(**settings, static_cache=True)).eval()
+    static.load_state_dict(dynamic.state_dict())
+    batch = dynamic.collator(True)(feats(dynamic, [(DIALOGUE, None), ("#Person1#: 네.", None)], True))
+    seen = []
+    original = static.model.generate
+    static.model.generate = lambda **kw: seen.append(kw.get("cache_implementation")) or original(**kw)
+    assert static.generate_candidates(batch) == dynamic.generate_candidates(batch)
+    assert seen == ["static"]

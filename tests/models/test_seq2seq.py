@@ -171,3 +171,17 @@ def test_soft_voting_with_one_model_is_exactly_hf_beam_search():
         pad = model.tokenizer.pad_token_id
         assert [[t for t in s[1:].tolist() if t != pad] for s in hf.sequences] == [ids for row in ours for ids, _ in row]
         assert torch.allclose(hf.sequences_scores, torch.tensor([s for row in ours for _, s in row]), atol=1e-4)
+
+
+def test_static_cache_gives_the_same_beam_search_and_is_refused_by_soft_voting():
+    dynamic = tiny_model(generation=GenerationSettings(num_beams=4, max_new_tokens=6, min_new_tokens=6)).eval()
+    static = tiny_model(generation=GenerationSettings(num_beams=4, max_new_tokens=6, min_new_tokens=6,
+                                                      static_cache=True)).eval()
+    static.load_state_dict(dynamic.state_dict())
+    assert static.generation.generate_kwargs()["cache_implementation"] == "static"
+    batch = static.collator(True)([dict(static.encode("#Person1#: 안녕하세요. 오늘 날씨 좋네요.", None, True),
+                                        index=0, fname="a", references=[""])])
+    assert static.generate_candidates(batch) == dynamic.generate_candidates(batch)
+    static.members = [dynamic.model]
+    with pytest.raises(ValueError, match="static_cache"):
+        static.generate_candidates(batch)
