@@ -34,22 +34,25 @@ VARIANTS = {"qlora": "configs/qwen3-4b-qlora.yaml", "lora-bf16": "configs/qwen3-
             "bllossom-qlora": "configs/llama-3.2-korean-bllossom-3b-qlora.yaml"}
 
 
-def materialize(tokenizer_dir: str, out_dir: Path, architecture: str) -> None:
-    """Save a random-weight model of ``architecture`` (bf16) with an instruct tokenizer, as a hub checkpoint would be."""
+def materialize(tokenizer_dir: str, out_dir: Path, architecture: str | dict) -> None:
+    """Save a random-weight model of ``architecture`` (a file in ``assets/architectures`` or a config
+    dict; bf16) with an instruct tokenizer, as a hub checkpoint would be."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tok.eos_token, tok.chat_template = "<|im_end|>", CHAT_TEMPLATE
-    spec = json.loads((REPO / "lightning_summ/assets/architectures" / architecture).read_text())
+    spec = dict(architecture) if isinstance(architecture, dict) else json.loads(
+        (REPO / "lightning_summ/assets/architectures" / architecture).read_text())
     spec.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     config = AutoConfig.for_model(spec.pop("model_type"), **spec)  # the real vocabulary size
-    with torch.device("cuda"):
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     del model
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def subset(path: str, n: int, out: Path) -> Path:

@@ -1,209 +1,322 @@
-"""Side by side in one process: lightning_summ vs Hugging Face's Seq2SeqTrainer, KoBART architecture.
+"""lightning_summ vs Hugging Face, side by side in one command (the speed issue's benchmark).
 
-Workload 1: fine-tuning (source 512 / target 100 tokens max); workload 2: generation of exactly
-``--new_tokens`` tokens with beam 4 for every dialogue (forced length, so both sides do the same
-work). Both sides get the same random-weight model (BART-base shape with the tokenizer's
-vocabulary, ``#Tag#`` tokens added), the same data, batch sizes and bf16; Hugging Face gets its
-documented best options (``group_by_length``, fused AdamW, ``predict_with_generate``). Rounds
-alternate (ours, HF, ours, HF...) after a warm-up round; the table reports the mean of the timed
-rounds, real (non-pad) tokens/s, peak GPU memory and ours/HF ratios.
+Groups of workloads (``--group``), each one device command:
 
-    python bench/speed_vs_hf.py --data dev.csv --tokenizer tok_dir --out results/        # GPU
-    python bench/speed_vs_hf.py --data dev.csv --tokenizer tok_dir --out /tmp/x --tiny    # CPU smoke test
+* ``kobart``: 1. KoBART-architecture (BART-base, the tokenizer's ~30k vocabulary) fine-tuning,
+  source 512 / target 100 tokens; 2. beam-4 generation of exactly ``--new_tokens`` tokens for
+  every dialogue. HF: ``Seq2SeqTrainer`` (+ ``predict_with_generate``).
+* ``causal-train``: 3. Qwen3-4B-architecture QLoRA and bf16 LoRA fine-tuning with the shipped
+  configs (their batch size, accumulation, checkpointing, LoRA settings), max length 1024.
+  HF: ``Trainer`` on a peft model.
+* ``causal-generate``: 4. Qwen3-4B-architecture (bf16 LoRA) generation of exactly
+  ``--new_tokens`` tokens, greedy and beam 4. HF: batched ``model.generate``.
 
-Status: written and smoke-tested on the CPU; not yet run on the GPU (the speed issue is open).
-The Qwen3-4B workloads (3, 4) are not in this script yet.
+Models have random weights of the real architectures (same speed and memory as trained ones);
+inputs are real Korean dialogues. HF runs get their documented best options (length grouping,
+fused AdamW, bf16, SDPA). Training runs alternate ours/HF; each timed span starts after
+``--warmup`` optimizer steps. Ours runs through the real CLI with a shipped config.
+Generation rows compare each of our settings with HF at the same batch size, and say whether
+the texts are identical. The JSON and Markdown table are rewritten after every run, so a
+command cut short still leaves its finished rows.
+
+    python bench/speed_vs_hf.py --group kobart --data dev.csv --tokenizer tok_dir --out results/
+    python bench/speed_vs_hf.py --group kobart --tiny ... # CPU smoke test (numbers mean nothing)
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
-import inspect
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+import hf_side
+import ours_side
+from common import REPO
+
 BART_BASE = {"model_type": "bart", "d_model": 768, "encoder_layers": 6, "decoder_layers": 6,
              "encoder_attention_heads": 12, "decoder_attention_heads": 12, "encoder_ffn_dim": 3072,
              "decoder_ffn_dim": 3072, "max_position_embeddings": 1026}
-TINY = {"model_type": "bart", "d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
-        "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 1026}
+TINY_BART = {"model_type": "bart", "d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
+             "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 1026}
+TINY_QWEN3 = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "tie_word_embeddings": True,
+              "vocab_size": 4000}
+PEAK_TFLOPS = 790.0  # bf16 dense matmul measured on this H200 (../.library/device/KINDS.md)
+CAUSAL_CONFIGS = {"qlora": "configs/qwen3-4b-qlora.yaml", "lora-bf16": "configs/qwen3-4b-lora-bf16.yaml"}
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+class Report:
+    """Rows of one group, saved (JSON + Markdown) after every run."""
+
+    def __init__(self, args):
+        import lightning
+        import peft
+        import transformers
+        self.path = Path(args.out) / f"speed_vs_hf_{args.group}"
+        self.data = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+                     "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                                  "peft": peft.__version__, "lightning": lightning.__version__},
+                     "peak_tflops": PEAK_TFLOPS, "args": vars(args), "rows": []}
+
+    def add(self, row: dict) -> None:
+        self.data["rows"].append(row)
+        self.path.with_suffix(".json").write_text(json.dumps(self.data, indent=2))
+        lines = [f"{self.data['date']} on {self.data['gpu']}, {self.data['versions']}", "",
+                 "| workload | setting | ours samples/s | HF samples/s | ratio | ours tokens/s | HF tokens/s "
+                 "| ours peak GB | HF peak GB | ours MFU | HF MFU | same texts |", "|---" * 12 + "|"]
+        for r in self.data["rows"]:
+            o, h = r.get("ours", {}), r.get("hf", {})
+            note = f" ({r.get('error') or r.get('skipped')})" if r.get("error") or r.get("skipped") else ""
+            cells = [r["workload"], r["setting"] + note, o.get("samples_per_s"), h.get("samples_per_s"), r.get("ratio"),
+                     o.get("tokens_per_s"), h.get("tokens_per_s"), o.get("peak_mem_gb"), h.get("peak_mem_gb"),
+                     o.get("mfu"), h.get("mfu"), r.get("same_texts", "")]
+            lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+        self.path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print(lines[-1], flush=True)
 
 
-def reset_peak() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+def attempt(report: Report, workload: str, setting: str, measure) -> None:
+    """One row: ``measure()`` returns the row's fields; a failure is recorded as that row and the group goes on."""
+    try:
+        row = measure()
+    except Exception as error:  # noqa: BLE001 - a benchmark row that fails is a result too
+        import traceback
+        traceback.print_exc()
+        row = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+    report.add({"workload": workload, "setting": setting, **row})
 
 
-def peak_gb():
-    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
+def linear_params(config: dict, prefix_groups: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Weights of every ``nn.Linear`` (the matmul FLOPs: 2 per weight per token), grouped by name prefix."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    spec = dict(config)
+    cfg = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    auto = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
+    with torch.device("meta"):
+        model = auto.from_config(cfg)
+    counts = dict.fromkeys(prefix_groups, 0)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            group = next(g for g, prefixes in prefix_groups.items() if name.startswith(prefixes) or not prefixes)
+            counts[group] += module.weight.numel()
+    return counts
 
 
-def ours(args, model_config: dict, mode: str) -> dict:
-    """One run of ``lightning_summ fit`` (training only) or ``predict`` with SpeedMonitor."""
-    from lightning_summ.cli import run_cli
-
-    out = Path(args.out) / f"ours-{mode}-{time.time_ns()}.json"
-    common = ["--config", str(REPO / "configs/kobart.yaml"), "--model.init_args.pretrained=null",
-              f"--model.init_args.tokenizer={args.tokenizer}", f"--model.init_args.model_config={json.dumps(model_config)}",
-              f"--data.train_path={args.data}", f"--data.val_path={args.data}", f"--data.predict_path={args.data}",
-              "--data.num_workers=0",
-              f"--data.batch_size={args.batch_size}", f"--data.eval_batch_size={args.eval_batch_size}",
-              f"--model.init_args.generation.max_new_tokens={args.new_tokens}",
-              f"--model.init_args.generation.min_new_tokens={args.new_tokens}",
-              "--model.init_args.generation.no_repeat_ngram_size=0", "--model.init_args.generation.num_beams=4",
-              "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.enable_checkpointing=false",
-              "--trainer.callbacks=[]", "--trainer.callbacks+=lightning_summ.callbacks.SpeedMonitor",
-              f"--trainer.callbacks.warmup_steps={args.warmup}", f"--trainer.callbacks.output_path={out}"]
-    reset_peak()
-    if mode == "train":
-        run_cli(["fit", *common, f"--trainer.max_steps={args.steps + args.warmup}", "--trainer.limit_val_batches=0",
-                 "--trainer.max_epochs=1000"])
-        result = json.loads(out.read_text())["train"]
-    else:
-        run_cli(["predict", *common, f"--submission.output_path={out.with_suffix('.csv')}"])
-        result = json.loads(out.read_text())["predict"]
-    result["peak_mem_gb"] = peak_gb()
+def with_rates(result: dict, flops_per_sample: float) -> dict:
+    result = {k: v for k, v in result.items() if k not in ("texts", "predictions", "batches")}
+    result["tflops"] = round(result["samples_per_s"] * flops_per_sample / 1e12, 1)
+    result["mfu"] = round(result["tflops"] / PEAK_TFLOPS, 4)
     return result
 
 
-def hf(args, model_config: dict, mode: str) -> dict:
-    """The same work through transformers' Seq2SeqTrainer."""
-    from datasets import Dataset
-    from transformers import (AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq,
-                              Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback)
+def same_texts(ours: dict, hf: dict) -> str:
+    with open(ours["predictions"], newline="", encoding="utf-8") as f:
+        mine = [row["summary"].strip() for row in csv.DictReader(f)]
+    equal = sum(a == b for a, b in zip(mine, hf["texts"]))
+    return f"{equal}/{len(hf['texts'])}" + ("" if len(mine) == len(hf["texts"]) else f" (ours has {len(mine)} rows)")
+
+
+def first_batch(result: dict) -> dict:
+    batches = result.get("batches") or []
+    if len(batches) < 2:
+        return {}
+    n, s = batches[0]
+    rest = (result["samples"] - n) / (result["seconds"] - s)
+    return {"first_batch_s": s, "samples_per_s_after_first_batch": round(rest, 3)}
+
+
+def materialize_seq2seq(args, config: dict) -> dict:
+    """One random-weight BART (the tokenizer's vocabulary plus the data's ``#Tag#`` tokens) saved to
+    disk, so both sides load identical weights and can be compared text for text."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from lightning_summ.data.readers import read_examples
-    from lightning_summ.data.special_tokens import add_tags_to_tokenizer, find_tags, tag_vocabulary
+    from lightning_summ.data.special_tokens import add_tags_to_tokenizer
 
-    examples = read_examples(args.data)
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
-    add_tags_to_tokenizer(tok, tag_vocabulary(find_tags(t for ex in examples for t in (ex.dialogue, *ex.summaries))))
-    spec = dict(model_config)
-    config = AutoConfig.for_model(spec.pop("model_type"), vocab_size=len(tok), pad_token_id=tok.pad_token_id,
-                                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                  decoder_start_token_id=tok.eos_token_id, **spec)
-    model = AutoModelForSeq2SeqLM.from_config(config, attn_implementation="sdpa")
-    data = Dataset.from_dict({"dialogue": [ex.dialogue for ex in examples], "summary": [ex.summaries[0] if ex.summaries else "" for ex in examples]})
-    data = data.map(lambda b: tok(b["dialogue"], max_length=512, truncation=True, text_target=b["summary"]),
-                    batched=True, remove_columns=["dialogue", "summary"])
-    data = data.map(lambda b: {"labels": [ids[:100] for ids in b["labels"]]}, batched=True)
-    tokens = {"n": 0}
+    add_tags_to_tokenizer(tok, hf_side._tags(read_examples(args.data)))
+    spec = dict(config)
+    spec.update(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None)
+    args.model_dir = str(Path(args.scratch) / "random-bart")
+    torch.manual_seed(0)
+    model_type = spec.pop("model_type")
+    AutoModelForSeq2SeqLM.from_config(AutoConfig.for_model(model_type, **spec)).save_pretrained(args.model_dir)
+    tok.save_pretrained(args.model_dir)
+    return dict(spec, model_type=model_type)
 
-    def collate(features, base=DataCollatorForSeq2Seq(tok, model=model, label_pad_token_id=-100)):
-        batch = base(features)
-        tokens["n"] += int(batch["attention_mask"].sum())
-        if batch.get("labels") is not None:
-            tokens["n"] += int((batch["labels"] != -100).sum())
-        return batch
 
-    cuda = torch.cuda.is_available()
-    # Length grouping: `group_by_length=True` in older transformers, a sampling strategy in newer ones.
-    grouping = ({"train_sampling_strategy": "group_by_length"}
-                if "train_sampling_strategy" in inspect.signature(Seq2SeqTrainingArguments).parameters
-                else {"group_by_length": True})
-    train_args = Seq2SeqTrainingArguments(
-        output_dir=str(Path(args.out) / "hf"), per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.eval_batch_size, max_steps=args.steps + args.warmup, bf16=cuda,
-        **grouping, optim="adamw_torch_fused" if cuda else "adamw_torch", learning_rate=1e-5,
-        lr_scheduler_type="cosine", warmup_steps=max(1, (args.steps + args.warmup) // 10), max_grad_norm=1.0, logging_steps=10**6, save_strategy="no",
-        report_to=[], dataloader_num_workers=0, predict_with_generate=True, disable_tqdm=True)
+def kobart(args, report: Report) -> None:
+    config = TINY_BART if args.tiny else BART_BASE
+    from transformers import AutoTokenizer
 
-    class Timer(TrainerCallback):
-        def __init__(self):
-            self.start, self.seconds, self.steps, self.tokens0 = 0.0, 0.0, 0, 0
+    spec = materialize_seq2seq(args, config)
+    tok = AutoTokenizer.from_pretrained(args.model_dir)
+    params = linear_params(spec, {"encoder": ("model.encoder",), "decoder": ()})
+    rows = [ex for ex in csv.DictReader(open(args.data, newline="", encoding="utf-8"))]
+    src = sum(min(len(tok(r["dialogue"]).input_ids), 512) for r in rows) / len(rows)
+    tgt = sum(min(len(tok(r["summary"]).input_ids), 100) for r in rows) / len(rows)
+    train_flops = 6 * (params["encoder"] * src + params["decoder"] * tgt)
+    gen_flops = 2 * (params["encoder"] * src + params["decoder"] * args.new_tokens * 4)
 
-        def on_step_begin(self, a, state, control, **kw):
-            sync()
-            self.start = time.perf_counter()
-            if state.global_step == args.warmup:
-                self.tokens0 = tokens["n"]
+    def train() -> dict:
+        runs = {"ours": [], "hf": []}
+        for round_ in range(args.rounds + 1):  # round 0 warms up both sides and is not reported
+            for side, fn in (("ours", ours_side.seq2seq), ("hf", hf_side.seq2seq)):
+                result = fn(args, "train", args.batch_size)
+                if round_:
+                    runs[side].append(result)
+        mean = {side: {k: sum(r[k] for r in rs) / len(rs) for k in ("samples_per_s", "tokens_per_s")} | {
+            "peak_mem_gb": max(r["peak_mem_gb"] or 0 for r in rs), "rounds": [with_rates(r, train_flops) for r in rs]}
+            for side, rs in runs.items()}
+        return {"ours": with_rates(mean["ours"], train_flops), "hf": with_rates(mean["hf"], train_flops),
+                "ratio": round(mean["ours"]["samples_per_s"] / mean["hf"]["samples_per_s"], 2)}
 
-        def on_step_end(self, a, state, control, **kw):
-            sync()
-            if state.global_step > args.warmup:
-                self.seconds += time.perf_counter() - self.start
-                self.steps += 1
+    attempt(report, "1 KoBART fine-tuning", f"batch {args.batch_size}, bf16, mean of {args.rounds} rounds", train)
 
-    timer = Timer()
-    trainer = Seq2SeqTrainer(model=model, args=train_args, train_dataset=data, data_collator=collate,
-                             processing_class=tok, callbacks=[timer])
-    reset_peak()
-    if mode == "train":
-        trainer.train()
-        samples = timer.steps * args.batch_size
-        # tokens counted from the collated batches after warm-up (the last batch may be counted ahead)
-        return {"steps": timer.steps, "samples": samples, "seconds": round(timer.seconds, 3),
-                "samples_per_s": round(samples / timer.seconds, 3),
-                "tokens_per_s": round((tokens["n"] - timer.tokens0) / timer.seconds, 1), "peak_mem_gb": peak_gb()}
-    model.to(trainer.args.device)
-    sync()
-    start = time.perf_counter()
-    # Seq2SeqTrainer.predict needs labels here (without them it fails looking up the loss), so the
-    # HF side also runs one teacher-forced forward pass per batch that ours does not: noted in results.
-    trainer.predict(data, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, num_beams=4)
-    sync()
-    seconds = time.perf_counter() - start
-    return {"samples": len(data), "seconds": round(seconds, 3), "samples_per_s": round(len(data) / seconds, 3),
-            "tokens_per_s": None, "peak_mem_gb": peak_gb()}
+    hf_runs = {}
+
+    def generate(batch: int, static: bool) -> dict:
+        ours = ours_side.seq2seq(args, "generate", batch, static_cache=static)
+        if batch not in hf_runs:
+            hf_runs[batch] = hf_side.seq2seq(args, "generate", batch)
+        hf = hf_runs[batch]
+        for r in (ours, hf):
+            r["tokens_per_s"] = round(r["samples_per_s"] * args.new_tokens, 1)  # forced length
+        return {"ours": with_rates(ours, gen_flops) | first_batch(ours), "hf": with_rates(hf, gen_flops),
+                "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2), "same_texts": same_texts(ours, hf)}
+
+    for batch, static in ((args.eval_batch_size, False), (args.big_eval_batch_size, False),
+                          (args.big_eval_batch_size, True)):
+        attempt(report, "2 KoBART beam-4 generation", f"batch {batch}" + (", static cache" if static else ""),
+                lambda: generate(batch, static))
+
+
+def causal_settings(config: str) -> dict:
+    cfg = yaml.safe_load((REPO / config).read_text())
+    init = cfg["model"]["init_args"]
+    return {"max_length": init["max_length"], "lora": init["lora"], "quantization": init.get("quantization"),
+            "gradient_checkpointing": init.get("gradient_checkpointing", False),
+            "accumulate": cfg["trainer"].get("accumulate_grad_batches", 1), "batch_size": cfg["data"]["batch_size"]}
+
+
+def materialize(args) -> dict:
+    """A random-weight Qwen3-4B (real shapes) with our Korean tokenizer and a Qwen-style chat template."""
+    from causal_fit import materialize as save_random_model
+
+    spec = TINY_QWEN3 if args.tiny else json.loads((REPO / "lightning_summ/assets/architectures/qwen3-4b.json").read_text())
+    if not (Path(args.model_dir) / "config.json").exists():
+        save_random_model(args.tokenizer, Path(args.model_dir), spec)
+    return spec
+
+
+def causal_tokens(args, settings: dict, for_generation: bool, rows: str) -> float:
+    from lightning_summ.models.causal import CausalLMSummarizer
+    from lightning_summ.data.readers import read_examples
+
+    module = CausalLMSummarizer(pretrained=args.model_dir, max_length=settings["max_length"])
+    examples = read_examples(rows)
+    module.register_tags(hf_side._tags(read_examples(args.data)))
+    lengths = [len(module.encode(ex.dialogue, None if for_generation else ex.summaries[0], for_generation)["input_ids"])
+               for ex in examples]
+    return sum(lengths) / len(lengths)
+
+
+def causal_train(args, report: Report) -> None:
+    spec = materialize(args)
+    n = sum(linear_params(spec, {"all": ()}).values())
+    for name in args.variants:
+        settings = causal_settings(CAUSAL_CONFIGS[name])
+        args.accumulate = settings["accumulate"]
+        # LoRA on a frozen base: forward 2N + input gradients 2N per token (recomputation not counted)
+        flops = 4 * n * causal_tokens(args, settings, False, args.data)
+        batch = settings["batch_size"]
+
+        def train() -> dict:
+            ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", batch)
+            hf = hf_side.causal_train(args, settings, batch)
+            return {"ours": with_rates(ours, flops), "hf": with_rates(hf, flops),
+                    "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2)}
+
+        attempt(report, f"3 Qwen3-4B {name} fine-tuning", f"{CAUSAL_CONFIGS[name]}: batch {batch} x "
+                f"{settings['accumulate']}, checkpointing {settings['gradient_checkpointing']}", train)
+
+
+def causal_generate(args, report: Report) -> None:
+    spec = materialize(args)
+    n = sum(linear_params(spec, {"all": ()}).values())
+    config = CAUSAL_CONFIGS["lora-bf16"]
+    settings = causal_settings(config)
+    prompt = causal_tokens(args, settings, True, args.gen_data)
+    start, hf_runs = time.perf_counter(), {}
+    plan = [(1, args.eval_batch_size, True), (1, args.eval_batch_size, False), (4, args.eval_batch_size, True),
+            (1, args.big_eval_batch_size, True), (4, args.eval_batch_size, False)]
+    for beams, batch, static in plan:
+        if time.perf_counter() - start > args.time_budget:
+            report.add({"workload": "4 Qwen3-4B generation", "setting": f"beam {beams}, batch {batch}, static {static}",
+                        "skipped": "time budget"})
+            continue
+        hf_batch = min(batch, args.eval_batch_size)  # HF is measured at the common batch size only
+
+        def generate() -> dict:
+            flops = 2 * n * (prompt + args.new_tokens * beams)
+            ours = ours_side.causal(args, config, "generate", batch, num_beams=beams, static_cache=static)
+            if (beams, hf_batch) not in hf_runs:
+                hf_runs[beams, hf_batch] = hf_side.causal_generate(args, settings, hf_batch, beams)
+            hf = hf_runs[beams, hf_batch]
+            for r in (ours, hf):
+                r["tokens_per_s"] = round(r["samples_per_s"] * args.new_tokens, 1)
+            return {"ours": with_rates(ours, flops) | first_batch(ours), "hf": with_rates(hf, flops),
+                    "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2), "same_texts": same_texts(ours, hf)}
+
+        attempt(report, "4 Qwen3-4B (bf16 LoRA) generation", f"{'greedy' if beams == 1 else 'beam 4'}, ours batch "
+                f"{batch}{', static cache' if static else ''}; HF batch {hf_batch}", generate)
+
+
+def subset(path: str, n: int, out: Path) -> str:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[:n])
+    return str(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--tokenizer", required=True)
+    parser.add_argument("--group", choices=["kobart", "causal-train", "causal-generate"], required=True)
+    parser.add_argument("--data", required=True, help="CSV with dialogues and summaries (the 499 dev rows)")
+    parser.add_argument("--tokenizer", required=True, help="a ~30k-token tokenizer trained offline on Korean dialogues")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--eval_batch_size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=60, help="timed training steps per round")
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--scratch", default="/tmp/speed_vs_hf", help="predictions, speed files, HF output_dir")
+    parser.add_argument("--model_dir", default="/tmp/speed_vs_hf/random-qwen3-4b")
+    parser.add_argument("--batch_size", type=int, default=32, help="KoBART training batch")
+    parser.add_argument("--eval_batch_size", type=int, default=32, help="generation batch, both sides")
+    parser.add_argument("--big_eval_batch_size", type=int, default=128, help="a larger generation batch, both sides")
+    parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps per training run")
+    parser.add_argument("--warmup", type=int, default=5, help="optimizer steps before timing")
+    parser.add_argument("--rounds", type=int, default=2, help="KoBART: timed rounds per side after a warm-up round")
     parser.add_argument("--new_tokens", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2, help="timed rounds per side, after one warm-up round")
-    parser.add_argument("--tiny", action="store_true", help="a tiny model: a CPU smoke test of the script")
+    parser.add_argument("--gen_rows", type=int, default=499, help="causal generation: first N rows of --data")
+    parser.add_argument("--variants", nargs="+", default=list(CAUSAL_CONFIGS), choices=list(CAUSAL_CONFIGS))
+    parser.add_argument("--time_budget", type=float, default=420, help="causal-generate: seconds before skipping rows")
+    parser.add_argument("--tiny", action="store_true", help="tiny models: a CPU smoke test of the script")
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    config = TINY if args.tiny else BART_BASE
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-              "torch": torch.__version__, "args": vars(args), "workloads": {}}
-    for workload, mode in (("1_kobart_train", "train"), ("2_kobart_generate_beam4", "generate")):
-        runs = {"ours": [], "hf": []}
-        for round_ in range(args.rounds + 1):  # round 0 warms up both sides and is not reported
-            for side, fn in (("ours", ours), ("hf", hf)):
-                result = fn(args, config, mode)
-                if round_ > 0:
-                    runs[side].append(result)
-        summary = {side: {"samples_per_s": statistics.fmean(r["samples_per_s"] for r in rs),
-                          "tokens_per_s": statistics.fmean(r["tokens_per_s"] or 0 for r in rs),
-                          "peak_mem_gb": max((r["peak_mem_gb"] or 0) for r in rs) or None, "runs": rs}
-                   for side, rs in runs.items()}
-        if mode == "generate":  # both sides generate exactly new_tokens per row: count those
-            for side in ("ours", "hf"):
-                summary[side]["tokens_per_s"] = summary[side]["samples_per_s"] * args.new_tokens
-        summary["ratio"] = round(summary["ours"]["samples_per_s"] / summary["hf"]["samples_per_s"], 3)
-        report["workloads"][workload] = summary
-    (Path(args.out) / "speed_vs_hf.json").write_text(json.dumps(report, indent=2))
-    lines = ["| workload | ours samples/s | HF samples/s | ratio | ours tokens/s | HF tokens/s | ours peak GB | HF peak GB |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, w in report["workloads"].items():
-        lines.append(f"| {name} | {w['ours']['samples_per_s']:.2f} | {w['hf']['samples_per_s']:.2f} | {w['ratio']:.2f} | "
-                     f"{w['ours']['tokens_per_s']:.0f} | {w['hf']['tokens_per_s']:.0f} | {w['ours']['peak_mem_gb']} | "
-                     f"{w['hf']['peak_mem_gb']} |")
-    table = "\n".join(lines)
-    (Path(args.out) / "speed_vs_hf.md").write_text(f"{report['date']} on {report['gpu']}\n\n{table}\n")
-    print(table)
+    Path(args.scratch).mkdir(parents=True, exist_ok=True)
+    args.gen_data = subset(args.data, args.gen_rows, Path(args.scratch) / "gen.csv")
+    report = Report(args)
+    {"kobart": kobart, "causal-train": causal_train, "causal-generate": causal_generate}[args.group](args, report)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,10 @@ def test_speed_monitor_reports_train_validation_and_predict(cli_run, tmp_path):
     fit = json.loads((tmp_path / "fit.json").read_text())
     assert fit["train"]["steps"] == 2 * 3 - 1 and fit["train"]["samples"] > 0 and fit["train"]["tokens_per_s"] > 0
     assert fit["validation"]["samples"] == 2 * 40 and fit["device"] == "cpu" and fit["peak_mem_gb"] is None
-    cli_run("predict", "--ckpt_path", best, *speed, f"--trainer.callbacks.output_path={tmp_path}/predict.json")
+    assert "batches" not in fit["train"]
+    cli_run("predict", "--ckpt_path", best, *speed, f"--trainer.callbacks.output_path={tmp_path}/predict.json",
+            "--trainer.callbacks.per_batch=true")
     predict = json.loads((tmp_path / "predict.json").read_text())
     assert predict["predict"]["samples"] == 40 and predict["predict"]["tokens"] > 0
+    batches = predict["predict"]["batches"]
+    assert sum(n for n, _ in batches) == 40 and abs(sum(s for _, s in batches) - predict["predict"]["seconds"]) < 0.01

@@ -28,6 +28,7 @@ class _Meter:
     def __init__(self):
         self.seconds, self.samples, self.tokens, self.steps = 0.0, 0, 0, 0
         self.mark: Optional[float] = None  # time of the last batch end (or of the loop's start)
+        self.batches: list[tuple[int, float]] = []  # (samples, seconds) per timed batch
 
     def start(self, device: torch.device) -> None:
         _sync(device)
@@ -38,15 +39,19 @@ class _Meter:
         now = time.perf_counter()
         if self.mark is not None:
             self.seconds += now - self.mark
+            self.batches.append((len(batch["fname"]), round(now - self.mark, 4)))
             self.samples += len(batch["fname"])
             self.tokens += int(batch["num_tokens"])
             self.steps += 1
         self.mark = now
 
-    def as_dict(self) -> dict:
+    def as_dict(self, per_batch: bool = False) -> dict:
         rate = lambda x: x / self.seconds if self.seconds else 0.0  # noqa: E731
-        return {"steps": self.steps, "samples": self.samples, "tokens": self.tokens, "seconds": round(self.seconds, 3),
-                "samples_per_s": round(rate(self.samples), 3), "tokens_per_s": round(rate(self.tokens), 1)}
+        result = {"steps": self.steps, "samples": self.samples, "tokens": self.tokens, "seconds": round(self.seconds, 3),
+                  "samples_per_s": round(rate(self.samples), 3), "tokens_per_s": round(rate(self.tokens), 1)}
+        if per_batch:
+            result["batches"] = self.batches
+        return result
 
 
 class SpeedMonitor(Callback):
@@ -60,10 +65,11 @@ class SpeedMonitor(Callback):
     Args:
         warmup_steps: training batches not timed (compilation, allocator warm-up).
         output_path: JSON file to write; ``None`` writes ``speed.json`` in the run's log directory.
+        per_batch: also save ``[samples, seconds]`` of every timed batch (to see a first-batch compile).
     """
 
-    def __init__(self, warmup_steps: int = 3, output_path: Optional[str] = None):
-        self.warmup_steps, self.output_path = warmup_steps, output_path
+    def __init__(self, warmup_steps: int = 3, output_path: Optional[str] = None, per_batch: bool = False):
+        self.warmup_steps, self.output_path, self.per_batch = warmup_steps, output_path, per_batch
         self.train, self.val, self.predict = _Meter(), _Meter(), _Meter()
         self._train_batches = 0
 
@@ -102,7 +108,8 @@ class SpeedMonitor(Callback):
     def results_for(self, trainer) -> dict:
         device = trainer.strategy.root_device  # the module itself may already be back on the CPU
         cuda = device.type == "cuda"
-        return {"train": self.train.as_dict(), "validation": self.val.as_dict(), "predict": self.predict.as_dict(),
+        return {"train": self.train.as_dict(self.per_batch), "validation": self.val.as_dict(self.per_batch),
+                "predict": self.predict.as_dict(self.per_batch),
                 "peak_mem_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
                 "device": torch.cuda.get_device_name(device) if cuda else device.type}
 
