@@ -177,9 +177,9 @@ def causal_generate(args, settings: dict, batch_size: int, num_beams: int) -> di
     prompts = [formatter.encode(ex.dialogue, None, for_generation=True)["input_ids"]
                for ex in read_examples(args.gen_data)]
     tok.padding_side = "left"
-    texts, base = [], reset_peak()
+    texts, batches, base = [], [], reset_peak()
     sync()
-    start = time.perf_counter()
+    start = mark = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(prompts), batch_size):
             batch = tok.pad([{"input_ids": p} for p in prompts[i:i + batch_size]], return_tensors="pt").to(model.device)
@@ -189,9 +189,12 @@ def causal_generate(args, settings: dict, batch_size: int, num_beams: int) -> di
             new = out[:, batch["input_ids"].shape[1]:]
             assert new.shape[1] == args.new_tokens, new.shape  # forced length really happened
             texts += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
-    sync()
+            sync()
+            now = time.perf_counter()
+            batches.append((len(new), round(now - mark, 4)))
+            mark = now
     seconds = time.perf_counter() - start
     result = {"samples": len(prompts), "seconds": round(seconds, 3), "samples_per_s": round(len(prompts) / seconds, 3),
-              "peak_mem_gb": peak_gb(base), "texts": texts}
+              "peak_mem_gb": peak_gb(base), "texts": texts, "batches": batches}
     del model
     return result

@@ -111,9 +111,10 @@ class ApiSummarizer(SummarizerBase):
     def encode(self, dialogue: str, summary: Optional[str], for_generation: bool) -> dict:
         return {"input_ids": []}
 
-    def collator(self, for_generation: bool):
+    def collator(self, for_generation: bool, pad_to_multiple_of: int = 1):
         from lightning_summ.data.batching import collate_metadata
 
+        # Requests carry text, not token tensors: there is nothing to pad.
         return collate_metadata
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

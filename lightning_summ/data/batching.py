@@ -75,14 +75,21 @@ class SortedBatchSampler(Sampler[list[int]]):
         return len(self.batches)
 
 
-def pad_right(seqs: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+def padded_width(seqs: Sequence[Sequence[int]], multiple: int = 1) -> int:
+    """The longest row, rounded up to ``multiple``: batches then come in a few lengths only, so
+    shape-specialised GPU work (cuDNN attention plans, compiled graphs) is prepared once per length."""
     width = max(len(s) for s in seqs)
+    return -(-width // multiple) * multiple
+
+
+def pad_right(seqs: Sequence[Sequence[int]], value: int, multiple: int = 1) -> torch.Tensor:
+    width = padded_width(seqs, multiple)
     return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
 
 
-def pad_left(seqs: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+def pad_left(seqs: Sequence[Sequence[int]], value: int, multiple: int = 1) -> torch.Tensor:
     """Left padding: decoder-only generation appends new tokens at the right end of every row."""
-    width = max(len(s) for s in seqs)
+    width = padded_width(seqs, multiple)
     return torch.tensor([[value] * (width - len(s)) + list(s) for s in seqs], dtype=torch.long)
 
 

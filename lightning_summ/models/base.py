@@ -8,10 +8,12 @@ Everything the Trainer sees (logging names, checkpoints, prediction records) is 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, is_dataclass
 from typing import Optional
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from transformers import get_scheduler
@@ -24,6 +26,20 @@ from lightning_summ.models.soft_voting import soft_voting_beam_search
 from lightning_summ.precision import PrecisionError, check_trainable_dtypes, uses_grad_scaler
 
 Candidates = list[tuple[str, float]]  # (text, mean log-probability per generated token), best first
+
+
+def attention_for_generation(static_cache: bool, device: torch.device):
+    """The attention kernels ``generate`` may use.
+
+    A growing (dynamic) key/value cache gives attention a new shape at every decoding step, and
+    cuDNN attention builds an execution plan for each new shape (~50-100 ms on an H200, against
+    ~0.4 ms per call once planned: ``bench/results/sdpa_new_shapes.json``). So without a static
+    cache, generation on CUDA uses the flash / memory-efficient kernels; a static cache keeps one
+    shape per batch and keeps cuDNN.
+    """
+    if static_cache or device.type != "cuda":
+        return nullcontext()
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 class SummarizerBase(LightningModule):
@@ -61,7 +77,7 @@ class SummarizerBase(LightningModule):
     def encode(self, dialogue: str, summary: Optional[str], for_generation: bool) -> dict:
         raise NotImplementedError
 
-    def collator(self, for_generation: bool):
+    def collator(self, for_generation: bool, pad_to_multiple_of: int = 1):
         raise NotImplementedError
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
@@ -82,9 +98,10 @@ class SummarizerBase(LightningModule):
             return self.soft_voting_candidates(batch)
         kwargs = self.generation.generate_kwargs()
         n = kwargs["num_return_sequences"]
-        out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  use_cache=True, return_dict_in_generate=True, output_scores=True,
-                                  **self.extra_generate_kwargs(), **kwargs)
+        with attention_for_generation(self.generation.static_cache, batch["input_ids"].device):
+            out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                      use_cache=True, return_dict_in_generate=True, output_scores=True,
+                                      **self.extra_generate_kwargs(), **kwargs)
         decoded = self.tokenizer.batch_decode(self.generated_tokens(out, batch), skip_special_tokens=True)
         texts = [t.strip() for t in decoded]
         scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)

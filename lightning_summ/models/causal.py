@@ -41,13 +41,13 @@ def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
 class CausalCollator:
     """Left-pads everything; training rows end with ``summary + EOS``, generation rows with the prompt."""
 
-    def __init__(self, pad_id: int, for_generation: bool):
-        self.pad_id, self.for_generation = pad_id, for_generation
+    def __init__(self, pad_id: int, for_generation: bool, pad_to_multiple_of: int = 1):
+        self.pad_id, self.for_generation, self.multiple = pad_id, for_generation, pad_to_multiple_of
 
     def _pad(self, seqs: list[list[int]], labels: list[list[int]], prefix: str = "") -> dict:
-        return {f"{prefix}input_ids": pad_left(seqs, self.pad_id),
-                f"{prefix}attention_mask": pad_left([[1] * len(s) for s in seqs], 0),
-                f"{prefix}labels": pad_left(labels, -100)}
+        return {f"{prefix}input_ids": pad_left(seqs, self.pad_id, self.multiple),
+                f"{prefix}attention_mask": pad_left([[1] * len(s) for s in seqs], 0, self.multiple),
+                f"{prefix}labels": pad_left(labels, -100, self.multiple)}
 
     def __call__(self, features: list[dict]) -> dict:
         batch = collate_metadata(features)
@@ -55,8 +55,8 @@ class CausalCollator:
         if not self.for_generation:
             batch.update(self._pad([f["input_ids"] for f in features], [f["labels"] for f in features]))
             return batch
-        batch["input_ids"] = pad_left([f["input_ids"] for f in features], self.pad_id)
-        batch["attention_mask"] = pad_left([[1] * len(f["input_ids"]) for f in features], 0)
+        batch["input_ids"] = pad_left([f["input_ids"] for f in features], self.pad_id, self.multiple)
+        batch["attention_mask"] = pad_left([[1] * len(f["input_ids"]) for f in features], 0, self.multiple)
         if all("loss_input_ids" in f for f in features):  # validation/test: loss on prompt + gold summary
             batch.update(self._pad([f["loss_input_ids"] for f in features], [f["loss_labels"] for f in features],
                                    prefix="loss_"))
@@ -224,8 +224,8 @@ class CausalLMSummarizer(SummarizerBase):
                              f"{self.formatter.overhead} tokens and the summary {summary_tokens}")
         return budget
 
-    def collator(self, for_generation: bool) -> CausalCollator:
-        return CausalCollator(self.tokenizer.pad_token_id, for_generation)
+    def collator(self, for_generation: bool, pad_to_multiple_of: int = 1) -> CausalCollator:
+        return CausalCollator(self.tokenizer.pad_token_id, for_generation, pad_to_multiple_of)
 
     # -- steps ----------------------------------------------------------------------------------
     def compute_loss(self, batch: dict) -> torch.Tensor:

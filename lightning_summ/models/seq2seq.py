@@ -26,16 +26,16 @@ def with_eos(ids: list[int], eos_id: Optional[int], max_length: int) -> list[int
 class Seq2SeqCollator:
     """Right-pads sources (attention mask) and labels (-100, ignored by the loss)."""
 
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+    def __init__(self, pad_id: int, pad_to_multiple_of: int = 1):
+        self.pad_id, self.multiple = pad_id, pad_to_multiple_of
 
     def __call__(self, features: list[dict]) -> dict:
         batch = collate_metadata(features)
-        batch["input_ids"] = pad_right([f["input_ids"] for f in features], self.pad_id)
-        batch["attention_mask"] = pad_right([[1] * len(f["input_ids"]) for f in features], 0)
+        batch["input_ids"] = pad_right([f["input_ids"] for f in features], self.pad_id, self.multiple)
+        batch["attention_mask"] = pad_right([[1] * len(f["input_ids"]) for f in features], 0, self.multiple)
         batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)  # real tokens, for speed reports
         if all("labels" in f for f in features):
-            batch["labels"] = pad_right([f["labels"] for f in features], -100)
+            batch["labels"] = pad_right([f["labels"] for f in features], -100, self.multiple)
             batch["num_tokens"] += sum(len(f["labels"]) for f in features)
         return batch
 
@@ -107,8 +107,8 @@ class Seq2SeqSummarizer(SummarizerBase):
             feature["labels"] = with_eos(tok(summary).input_ids, tok.eos_token_id, self.max_target_length)
         return feature
 
-    def collator(self, for_generation: bool) -> Seq2SeqCollator:
-        return Seq2SeqCollator(self.tokenizer.pad_token_id)
+    def collator(self, for_generation: bool, pad_to_multiple_of: int = 1) -> Seq2SeqCollator:
+        return Seq2SeqCollator(self.tokenizer.pad_token_id, pad_to_multiple_of)
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         # The model shifts labels into decoder inputs itself; we compute the loss to add label smoothing.

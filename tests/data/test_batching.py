@@ -192,3 +192,12 @@ def test_collate_metadata():
     assert meta["index"].dtype == torch.long and meta["index"].tolist() == [4, 0, 2]
     assert meta["fname"] == ["dev_4", "dev_0", "test_2"]
     assert meta["references"] == [["요약 하나"], ["첫째", "둘째", "셋째"], []]
+
+
+def test_padding_to_a_multiple_rounds_the_width_up_and_keeps_rows():
+    from lightning_summ.data.batching import pad_left, pad_right
+
+    assert pad_right([[1, 2, 3], [4]], 0, multiple=4).tolist() == [[1, 2, 3, 0], [4, 0, 0, 0]]
+    assert pad_left([[1, 2, 3], [4]], 0, multiple=4).tolist() == [[0, 1, 2, 3], [0, 0, 0, 4]]
+    assert pad_left([[1, 2, 3, 4]], 0, multiple=4).tolist() == [[1, 2, 3, 4]]
+    assert pad_right([[1, 2]], 9).tolist() == [[1, 2]]

@@ -57,12 +57,12 @@ class FakeModel:
         return {"input_ids": source if for_generation else source + target, "labels": target,
                 "for_generation": for_generation}
 
-    def collator(self, for_generation):
+    def collator(self, for_generation, pad_to_multiple_of=1):
         pad = pad_left if for_generation else pad_right
 
         def collate(features):
             batch = collate_metadata(features)
-            batch["input_ids"] = pad([f["input_ids"] for f in features], 0)
+            batch["input_ids"] = pad([f["input_ids"] for f in features], 0, pad_to_multiple_of)
             batch["for_generation"] = [f["for_generation"] for f in features]
             return batch
 
@@ -254,6 +254,16 @@ def test_train_dataloader_covers_training_set(files):
         seen.update(batch["index"].tolist())
     rows = read_examples(files.multi)
     assert seen == Counter({i: len(e.summaries) for i, e in enumerate(rows)})
+
+
+def test_pad_to_multiple_of_reaches_training_and_generation_batches(files):
+    dm, _ = connected(train_path=files.train, val_path=files.val, batch_size=4, eval_batch_size=5,
+                      pad_to_multiple_of=16)
+    dm.setup("fit")
+    widths = {b["input_ids"].shape[1] for loader in (dm.train_dataloader(), dm.val_dataloader()) for b in loader}
+    assert widths and all(w % 16 == 0 for w in widths)
+    with pytest.raises(ValueError, match="pad_to_multiple_of"):
+        SummarizationDataModule(pad_to_multiple_of=0)
 
 
 def test_val_and_test_dataloaders_cover_their_files(files):

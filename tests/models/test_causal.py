@@ -194,3 +194,14 @@ def test_static_cache_reaches_generate_and_gives_the_same_candidates(num_beams):
     static.model.generate = lambda **kw: seen.append(kw.get("cache_implementation")) or original(**kw)
     assert static.generate_candidates(batch) == dynamic.generate_candidates(batch)
     assert seen == ["static"]
+
+
+def test_padding_to_a_multiple_changes_shapes_not_the_loss_or_the_summaries():
+    model = tiny("qwen3", generation=GenerationSettings(num_beams=2, max_new_tokens=4, min_new_tokens=4)).eval()
+    pairs = [(DIALOGUE, SUMMARY), ("#Person1#: 네.", "#Person1#는 대답합니다.")]
+    train, padded_train = (model.collator(False, m)(feats(model, pairs, False)) for m in (1, 64))
+    assert padded_train["input_ids"].shape[1] % 64 == 0 < padded_train["input_ids"].shape[1] - train["input_ids"].shape[1]
+    assert torch.allclose(model.compute_loss(train), model.compute_loss(padded_train), atol=1e-5)
+    gen, padded_gen = (model.collator(True, m)(feats(model, pairs, True)) for m in (1, 64))
+    assert padded_gen["input_ids"].shape[1] % 64 == 0
+    assert model.generate_candidates(gen) == model.generate_candidates(padded_gen)

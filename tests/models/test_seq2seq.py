@@ -185,3 +185,15 @@ def test_static_cache_gives_the_same_beam_search_and_is_refused_by_soft_voting()
     static.members = [dynamic.model]
     with pytest.raises(ValueError, match="static_cache"):
         static.generate_candidates(batch)
+
+
+def test_dynamic_cache_generation_on_cuda_avoids_cudnn_attention_and_static_keeps_it():
+    from lightning_summ.models.base import attention_for_generation
+
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_for_generation(False, torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()  # a plan per decoding step otherwise
+        assert torch.backends.cuda.mem_efficient_sdp_enabled() and torch.backends.cuda.flash_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_for_generation(True, torch.device("cuda")), attention_for_generation(False, torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled()
