@@ -255,11 +255,9 @@ def causal_generate(args, report: Report) -> None:
     spec = materialize(args)
     n = sum(linear_params(spec, {"all": ()}).values())
     start, hf_runs = time.perf_counter(), {}
-    big = args.big_eval_batch_size
-    plan = [("lora-bf16", 1, args.eval_batch_size, True), ("lora-bf16", 1, args.eval_batch_size, False),
-            ("lora-bf16", 4, args.eval_batch_size, True), ("lora-bf16", 1, big, True),
-            ("qlora", 1, args.eval_batch_size, True), ("lora-bf16", 4, args.eval_batch_size, False)]
-    for name, beams, batch, static in plan:
+    plan = [row.split(":") for row in args.gen_plan]
+    for name, beams, batch, cache in plan:
+        beams, batch, static = int(beams), int(batch), cache == "static"
         config = CAUSAL_CONFIGS[name]
         settings = causal_settings(config)
         hf_batch = min(batch, args.eval_batch_size)  # HF is measured at the common batch size only
@@ -311,6 +309,9 @@ def main() -> None:
     parser.add_argument("--new_tokens", type=int, default=100)
     parser.add_argument("--gen_rows", type=int, default=499, help="causal generation: first N rows of --data")
     parser.add_argument("--variants", nargs="+", default=list(CAUSAL_CONFIGS), choices=list(CAUSAL_CONFIGS))
+    parser.add_argument("--gen_plan", nargs="+", help="causal-generate rows, config:beams:batch:static|dynamic",
+                        default=["lora-bf16:1:32:static", "lora-bf16:1:32:dynamic", "lora-bf16:4:32:static",
+                                 "lora-bf16:1:128:static", "qlora:1:32:static", "lora-bf16:4:32:dynamic"])
     parser.add_argument("--time_budget", type=float, default=420, help="causal-generate: seconds before skipping rows")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a CPU smoke test of the script")
     args = parser.parse_args()
