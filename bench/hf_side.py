@@ -57,7 +57,7 @@ class _Counter:
         return batch
 
 
-def _train(trainer, counter: _Counter, args, samples_per_step: int) -> dict:
+def _train(trainer, counter: _Counter, args, samples_per_step: int, base: int) -> dict:
     """Run ``trainer.train()`` and time the optimizer steps after warm-up, wall-clock between step ends."""
     from transformers import TrainerCallback
 
@@ -75,7 +75,6 @@ def _train(trainer, counter: _Counter, args, samples_per_step: int) -> dict:
 
     timer = Timer()
     trainer.add_callback(timer)
-    base = reset_peak()
     trainer.train()
     samples = timer.steps * samples_per_step
     # tokens: counted at collation, so the last step's batches may be counted one batch ahead
@@ -91,6 +90,7 @@ def seq2seq(args, mode: str, batch_size: int) -> dict:
 
     examples = read_examples(args.data)
     tok = AutoTokenizer.from_pretrained(args.model_dir)
+    base = reset_peak()  # peak memory includes the weights, as ours does
     model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir, attn_implementation="sdpa")
     data = []
     for ex in examples:
@@ -103,9 +103,8 @@ def seq2seq(args, mode: str, batch_size: int) -> dict:
     trainer = Seq2SeqTrainer(model=model, args=train_args, train_dataset=data, data_collator=counter,
                              processing_class=tok)
     if mode == "train":
-        return _train(trainer, counter, args, args.batch_size)
+        return _train(trainer, counter, args, args.batch_size, base)
     model.to(trainer.args.device)
-    base = reset_peak()
     sync()
     start = time.perf_counter()
     # Seq2SeqTrainer.predict needs labels here (without them it fails looking up the loss), so the
@@ -155,6 +154,7 @@ def _causal_model(args, settings: dict, training: bool):
 def causal_train(args, settings: dict, batch_size: int) -> dict:
     from transformers import DataCollatorForSeq2Seq, Trainer
 
+    base = reset_peak()  # peak memory includes the weights, as ours does
     model, tok, formatter, examples = _causal_model(args, settings, training=True)
     data = [formatter.encode(ex.dialogue, ex.summaries[0], for_generation=False) for ex in examples]
     tok.padding_side = "right"
@@ -165,19 +165,20 @@ def causal_train(args, settings: dict, batch_size: int) -> dict:
                                 learning_rate=2e-4, **extra)
     trainer = Trainer(model=model, args=train_args, train_dataset=data, data_collator=counter)
     try:
-        return _train(trainer, counter, args, batch_size * settings["accumulate"])
+        return _train(trainer, counter, args, batch_size * settings["accumulate"], base)
     finally:
         del trainer, model
 
 
 def causal_generate(args, settings: dict, batch_size: int, num_beams: int) -> dict:
     """Batches in input order, left padding, ``model.generate`` with forced length."""
+    base = reset_peak()  # peak memory includes the weights, as ours does
     model, tok, formatter, _ = _causal_model(args, settings, training=False)
     model.eval()
     prompts = [formatter.encode(ex.dialogue, None, for_generation=True)["input_ids"]
                for ex in read_examples(args.gen_data)]
     tok.padding_side = "left"
-    texts, batches, base = [], [], reset_peak()
+    texts, batches = [], []
     sync()
     start = mark = time.perf_counter()
     with torch.no_grad():
