@@ -38,6 +38,7 @@ import yaml
 
 import hf_side
 import ours_side
+from causal_fit import subset
 from common import REPO
 
 BART_BASE = {"model_type": "bart", "d_model": 768, "encoder_layers": 6, "decoder_layers": 6,
@@ -282,16 +283,6 @@ def causal_generate(args, report: Report) -> None:
         attempt(report, workload, setting, generate)
 
 
-def subset(path: str, n: int, out: Path) -> str:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows[:n])
-    return str(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--group", choices=["kobart", "causal-train", "causal-generate"], required=True)
@@ -317,7 +308,7 @@ def main() -> None:
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
-    args.gen_data = subset(args.data, args.gen_rows, Path(args.scratch) / "gen.csv")
+    args.gen_data = str(subset(args.data, args.gen_rows, Path(args.scratch) / "gen.csv"))
     report = Report(args)
     {"kobart": kobart, "causal-train": causal_train, "causal-generate": causal_generate}[args.group](args, report)
 
