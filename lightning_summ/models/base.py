@@ -34,8 +34,8 @@ def attention_for_generation(static_cache: bool, device: torch.device):
     A growing (dynamic) key/value cache gives attention a new shape at every decoding step, and
     cuDNN attention builds an execution plan for each new shape (~50-100 ms on an H200, against
     ~0.4 ms per call once planned: ``bench/results/sdpa_new_shapes.json``). So without a static
-    cache, generation on CUDA uses the flash / memory-efficient kernels; a static cache keeps one
-    shape per batch and keeps cuDNN.
+    cache, generation on CUDA (``generate`` and soft voting's own loop) uses the flash /
+    memory-efficient kernels; a static cache keeps one shape per batch and keeps cuDNN.
     """
     if static_cache or device.type != "cuda":
         return nullcontext()
@@ -94,14 +94,18 @@ class SummarizerBase(LightningModule):
     @torch.no_grad()
     def generate_candidates(self, batch: dict) -> list[Candidates]:
         """``num_return_sequences`` scored candidates per row, best first (soft voting with members)."""
-        if self.members:
-            return self.soft_voting_candidates(batch)
+        # Both paths decode step by step with a cache (soft voting's own loop always a dynamic one).
+        with attention_for_generation(self.generation.static_cache, batch["input_ids"].device):
+            if self.members:
+                return self.soft_voting_candidates(batch)
+            return self._generate(batch)
+
+    def _generate(self, batch: dict) -> list[Candidates]:
         kwargs = self.generation.generate_kwargs()
         n = kwargs["num_return_sequences"]
-        with attention_for_generation(self.generation.static_cache, batch["input_ids"].device):
-            out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                      use_cache=True, return_dict_in_generate=True, output_scores=True,
-                                      **self.extra_generate_kwargs(), **kwargs)
+        out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  use_cache=True, return_dict_in_generate=True, output_scores=True,
+                                  **self.extra_generate_kwargs(), **kwargs)
         decoded = self.tokenizer.batch_decode(self.generated_tokens(out, batch), skip_special_tokens=True)
         texts = [t.strip() for t in decoded]
         scores = sequence_scores(self.model, out, self.tokenizer.pad_token_id)
