@@ -26,9 +26,8 @@ class _Meter:
     """Wall-clock time between consecutive batch ends (data loading, optimizer and hooks included)."""
 
     def __init__(self):
-        self.seconds, self.samples, self.tokens, self.steps = 0.0, 0, 0, 0
         self.mark: Optional[float] = None  # time of the last batch end (or of the loop's start)
-        self.batches: list[tuple[int, float]] = []  # (samples, seconds) per timed batch
+        self.batches: list[tuple[int, int, float]] = []  # (samples, real tokens, seconds) per timed batch
 
     def start(self, device: torch.device) -> None:
         _sync(device)
@@ -38,19 +37,16 @@ class _Meter:
         _sync(device)
         now = time.perf_counter()
         if self.mark is not None:
-            self.seconds += now - self.mark
-            self.batches.append((len(batch["fname"]), round(now - self.mark, 4)))
-            self.samples += len(batch["fname"])
-            self.tokens += int(batch["num_tokens"])
-            self.steps += 1
+            self.batches.append((len(batch["fname"]), int(batch["num_tokens"]), now - self.mark))
         self.mark = now
 
     def as_dict(self, per_batch: bool = False) -> dict:
-        rate = lambda x: x / self.seconds if self.seconds else 0.0  # noqa: E731
-        result = {"steps": self.steps, "samples": self.samples, "tokens": self.tokens, "seconds": round(self.seconds, 3),
-                  "samples_per_s": round(rate(self.samples), 3), "tokens_per_s": round(rate(self.tokens), 1)}
+        samples, tokens, seconds = (sum(column) for column in zip(*self.batches)) if self.batches else (0, 0, 0.0)
+        rate = lambda x: x / seconds if seconds else 0.0  # noqa: E731
+        result = {"steps": len(self.batches), "samples": samples, "tokens": tokens, "seconds": round(seconds, 3),
+                  "samples_per_s": round(rate(samples), 3), "tokens_per_s": round(rate(tokens), 1)}
         if per_batch:
-            result["batches"] = self.batches
+            result["batches"] = [(n, round(t, 4)) for n, _, t in self.batches]
         return result
 
 
