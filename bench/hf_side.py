@@ -20,11 +20,22 @@ import torch
 
 from common import peak_gb, reset_peak, sync
 from lightning_summ.data.readers import read_examples
-from lightning_summ.data.special_tokens import find_tags, tag_vocabulary
+from lightning_summ.data.datamodule import SummarizationDataModule
 
 
-def _tags(examples) -> list[str]:
-    return tag_vocabulary(find_tags(t for ex in examples for t in (ex.dialogue, *ex.summaries)))
+def data_tags(train_path: str) -> list[str]:
+    """The ``#Tag#`` tokens ours registers for this training file (the DataModule's own rule)."""
+    return SummarizationDataModule(train_path=train_path).tags()
+
+
+def prompt_formatter(args, settings: dict):
+    """Our causal module with the data's tags, used only to turn examples into token ids: both
+    sides then see the same prompts."""
+    from lightning_summ.models.causal import CausalLMSummarizer
+
+    formatter = CausalLMSummarizer(pretrained=args.model_dir, max_length=settings["max_length"])
+    formatter.register_tags(data_tags(args.data))
+    return formatter
 
 
 def _training_args(args, out: str, batch_size: int, accumulate: int = 1, **extra):
@@ -125,11 +136,7 @@ def _causal_model(args, settings: dict, training: bool):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from lightning_summ.models.causal import CausalLMSummarizer
-
-    examples = read_examples(args.data)
-    formatter = CausalLMSummarizer(pretrained=args.model_dir, max_length=settings["max_length"])
-    formatter.register_tags(_tags(examples))  # our prompt formatting, so both sides see the same ids
+    formatter = prompt_formatter(args, settings)
     tok = formatter.tokenizer
     kwargs = {"dtype": torch.bfloat16, "device_map": {"": 0} if torch.cuda.is_available() else None}
     if settings["quantization"]:
@@ -148,15 +155,15 @@ def _causal_model(args, settings: dict, training: bool):
     config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                         target_modules=lora["target_modules"], task_type="CAUSAL_LM",
                         trainable_token_indices={"embed_tokens": new_ids} if new_ids else None)
-    return get_peft_model(model, config), tok, formatter, examples
+    return get_peft_model(model, config), tok, formatter
 
 
 def causal_train(args, settings: dict, batch_size: int) -> dict:
     from transformers import DataCollatorForSeq2Seq, Trainer
 
     base = reset_peak()  # peak memory includes the weights, as ours does
-    model, tok, formatter, examples = _causal_model(args, settings, training=True)
-    data = [formatter.encode(ex.dialogue, ex.summaries[0], for_generation=False) for ex in examples]
+    model, tok, formatter = _causal_model(args, settings, training=True)
+    data = [formatter.encode(ex.dialogue, ex.summaries[0], for_generation=False) for ex in read_examples(args.data)]
     tok.padding_side = "right"
     counter = _Counter(DataCollatorForSeq2Seq(tok, label_pad_token_id=-100))
     extra = {"gradient_checkpointing": settings["gradient_checkpointing"],
@@ -173,7 +180,7 @@ def causal_train(args, settings: dict, batch_size: int) -> dict:
 def causal_generate(args, settings: dict, batch_size: int, num_beams: int) -> dict:
     """Batches in input order, left padding, ``model.generate`` with forced length."""
     base = reset_peak()  # peak memory includes the weights, as ours does
-    model, tok, formatter, _ = _causal_model(args, settings, training=False)
+    model, tok, formatter = _causal_model(args, settings, training=False)
     model.eval()
     prompts = [formatter.encode(ex.dialogue, None, for_generation=True)["input_ids"]
                for ex in read_examples(args.gen_data)]

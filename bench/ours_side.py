@@ -57,14 +57,15 @@ def seq2seq(args, mode: str, batch_size: int, static_cache: bool = False) -> dic
     return result
 
 
-def causal(args, config: str, mode: str, batch_size: int, num_beams: int = 1, static_cache: bool = False) -> dict:
-    """Qwen3-4B-architecture LoRA/QLoRA training (``fit``) or generation (``predict``) with a shipped config."""
+def causal(args, config: str, mode: str, batch_size: int, num_beams: int = 1, static_cache: bool = False,
+           accumulate: int = 1) -> dict:
+    """Qwen3-4B-architecture LoRA/QLoRA training (``fit``) or generation (``predict``) with a shipped config;
+    ``accumulate`` is the config's gradient accumulation (warm-up is counted in optimizer steps)."""
     out = Path(args.scratch) / f"ours-causal-{mode}-{time.time_ns()}.json"
     common = ["--config", str(REPO / config), f"--model.init_args.pretrained={args.model_dir}",
               f"--data.train_path={args.data}", f"--data.val_path={args.data}",
               f"--data.predict_path={args.gen_data}", *_generation(args.new_tokens, num_beams, static_cache)]
     if mode == "train":
-        accumulate = args.accumulate
         return _run(["fit", *common, f"--data.batch_size={batch_size}", *_speed_args(out, args.warmup * accumulate),
                      f"--trainer.max_steps={args.steps + args.warmup}", "--trainer.limit_val_batches=0",
                      "--trainer.max_epochs=1000"], out, "train")

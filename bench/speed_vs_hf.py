@@ -38,8 +38,10 @@ import yaml
 
 import hf_side
 import ours_side
+from causal_fit import materialize as save_random_model
 from causal_fit import subset
 from common import REPO
+from lightning_summ.data.readers import read_examples
 
 BART_BASE = {"model_type": "bart", "d_model": 768, "encoder_layers": 6, "decoder_layers": 6,
              "encoder_attention_heads": 12, "decoder_attention_heads": 12, "encoder_ffn_dim": 3072,
@@ -140,11 +142,10 @@ def materialize_seq2seq(args, config: dict) -> dict:
     disk, so both sides load identical weights and can be compared text for text."""
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from lightning_summ.data.readers import read_examples
     from lightning_summ.data.special_tokens import add_tags_to_tokenizer
 
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
-    add_tags_to_tokenizer(tok, hf_side._tags(read_examples(args.data)))
+    add_tags_to_tokenizer(tok, hf_side.data_tags(args.data))
     spec = dict(config)
     spec.update(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                 eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None)
@@ -163,9 +164,9 @@ def kobart(args, report: Report) -> None:
     spec = materialize_seq2seq(args, config)
     tok = AutoTokenizer.from_pretrained(args.model_dir)
     params = linear_params(spec, {"encoder": ("model.encoder",), "decoder": ()})
-    rows = [ex for ex in csv.DictReader(open(args.data, newline="", encoding="utf-8"))]
-    src = sum(min(len(tok(r["dialogue"]).input_ids), 512) for r in rows) / len(rows)
-    tgt = sum(min(len(tok(r["summary"]).input_ids), 100) for r in rows) / len(rows)
+    examples = read_examples(args.data)
+    src = sum(min(len(tok(ex.dialogue).input_ids), 512) for ex in examples) / len(examples)
+    tgt = sum(min(len(tok(ex.summaries[0]).input_ids), 100) for ex in examples) / len(examples)
     train_flops = 6 * (params["encoder"] * src + params["decoder"] * tgt)
     gen_flops = 2 * (params["encoder"] * src + params["decoder"] * args.new_tokens * 4)
 
@@ -212,8 +213,6 @@ def causal_settings(config: str) -> dict:
 
 def materialize(args) -> dict:
     """A random-weight Qwen3-4B (real shapes) with our Korean tokenizer and a Qwen-style chat template."""
-    from causal_fit import materialize as save_random_model
-
     spec = TINY_QWEN3 if args.tiny else json.loads((REPO / "lightning_summ/assets/architectures/qwen3-4b.json").read_text())
     if not (Path(args.model_dir) / "config.json").exists():
         save_random_model(args.tokenizer, Path(args.model_dir), spec)
@@ -221,14 +220,10 @@ def materialize(args) -> dict:
 
 
 def causal_tokens(args, settings: dict, for_generation: bool, rows: str) -> float:
-    from lightning_summ.models.causal import CausalLMSummarizer
-    from lightning_summ.data.readers import read_examples
-
-    module = CausalLMSummarizer(pretrained=args.model_dir, max_length=settings["max_length"])
-    examples = read_examples(rows)
-    module.register_tags(hf_side._tags(read_examples(args.data)))
-    lengths = [len(module.encode(ex.dialogue, None if for_generation else ex.summaries[0], for_generation)["input_ids"])
-               for ex in examples]
+    """Mean tokens per sample (prompt only for generation, prompt + summary for training)."""
+    formatter = hf_side.prompt_formatter(args, settings)
+    lengths = [len(formatter.encode(ex.dialogue, None if for_generation else ex.summaries[0],
+                                    for_generation)["input_ids"]) for ex in read_examples(rows)]
     return sum(lengths) / len(lengths)
 
 
@@ -237,13 +232,12 @@ def causal_train(args, report: Report) -> None:
     n = sum(linear_params(spec, {"all": ()}).values())
     for name in args.variants:
         settings = causal_settings(CAUSAL_CONFIGS[name])
-        args.accumulate = settings["accumulate"]
         # LoRA on a frozen base: forward 2N + input gradients 2N per token (recomputation not counted)
         flops = 4 * n * causal_tokens(args, settings, False, args.data)
         batch = settings["batch_size"]
 
         def train() -> dict:
-            ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", batch)
+            ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", batch, accumulate=settings["accumulate"])
             hf = hf_side.causal_train(args, settings, batch)
             return {"ours": with_rates(ours, flops), "hf": with_rates(hf, flops),
                     "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2)}
@@ -255,7 +249,7 @@ def causal_train(args, report: Report) -> None:
 def causal_generate(args, report: Report) -> None:
     spec = materialize(args)
     n = sum(linear_params(spec, {"all": ()}).values())
-    start, hf_runs = time.perf_counter(), {}
+    start, hf_runs, prompt_tokens = time.perf_counter(), {}, {}
     plan = [row.split(":") for row in args.gen_plan]
     for name, beams, batch, cache in plan:
         beams, batch, static = int(beams), int(batch), cache == "static"
@@ -270,7 +264,9 @@ def causal_generate(args, report: Report) -> None:
             continue
 
         def generate() -> dict:
-            flops = 2 * n * (causal_tokens(args, settings, True, args.gen_data) + args.new_tokens * beams)
+            if name not in prompt_tokens:
+                prompt_tokens[name] = causal_tokens(args, settings, True, args.gen_data)
+            flops = 2 * n * (prompt_tokens[name] + args.new_tokens * beams)
             if (name, beams, hf_batch) not in hf_runs:  # HF first: it pays the cold start a user pays
                 hf_runs[name, beams, hf_batch] = hf_side.causal_generate(args, settings, hf_batch, beams)
             hf = hf_runs[name, beams, hf_batch]
