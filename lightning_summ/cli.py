@@ -56,8 +56,7 @@ class SummarizationTrainer(Trainer):
         """
         from lightning_summ.export import export_checkpoint
 
-        model.trainer = self  # configure_model may ask for the device and precision
-        export_checkpoint(model, datamodule, ckpt_path, output_dir, merge)
+        export_checkpoint(model, datamodule, ckpt_path, output_dir, merge, precision=str(self.precision))
 
 
 class SummarizationCLI(LightningCLI):
@@ -68,6 +67,9 @@ class SummarizationCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # The writer is always attached: `predict` writes a submission, other stages ignore it.
         parser.add_lightning_class_args(SubmissionWriter, "submission")
+        # The model builds the processor from its settings; the DataModule encodes with the same object.
+        parser.link_arguments("model", "data.processor", compute_fn=lambda model: model.processor,
+                              apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
         # Lightning lets a checkpoint's hparams override the model config, command line included;

@@ -15,18 +15,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from typing import Optional
+
 import torch
 
+from lightning_summ.errors import ConfigError
 
-def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge: bool = False) -> Path:
+
+def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge: bool = False,
+                      precision: str = "32-true") -> Path:
     lora = getattr(model, "lora", None) is not None
     if merge and getattr(model, "quantization", None) is not None:
-        raise ValueError("merging LoRA into a 4-bit base would quantize the merged weights; export with "
+        raise ConfigError("merging LoRA into a 4-bit base would quantize the merged weights; export with "
                          "--model.init_args.quantization null to load the base unquantized")
     out = Path(output_dir)
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new output_dir")
-    load_checkpoint(model, datamodule, ckpt_path)
+    load_checkpoint(model, datamodule, ckpt_path, precision=precision)
     network = model.model.merge_and_unload() if (lora and merge) else model.model
     # Written beside the target and renamed at the end: no half-exported directory on failure.
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -43,9 +48,12 @@ def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge:
     return out
 
 
-def load_checkpoint(model, datamodule, ckpt_path) -> None:
-    """Build ``model`` with the training vocabulary and load a checkpoint's weights, outside a Trainer."""
-    datamodule.connect(model)  # the same #Tag# vocabulary as in training
+def load_checkpoint(model, datamodule, ckpt_path, device: Optional[torch.device] = None,
+                    precision: str = "32-true") -> None:
+    """Build ``model`` on ``device`` for ``precision`` with the training vocabulary (the DataModule
+    fixes its processor's tags from the training file) and load a checkpoint's weights, outside a Trainer."""
+    datamodule.fit_processor()
+    model.inference_device, model.inference_precision = device or torch.device("cpu"), precision
     model.configure_model()
     if ckpt_path:
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)

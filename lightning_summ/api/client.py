@@ -25,13 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, Optional
 
-import torch
 
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION
 from lightning_summ.data.readers import read_examples
 from lightning_summ.io_utils import atomic_write
-from lightning_summ.models.base import Candidates, SummarizerBase
+from lightning_summ.decoding.generate import Candidates
+from lightning_summ.models.evaluation import SummaryEvaluationModule
 from lightning_summ.models.settings import EvaluationSettings
+from lightning_summ.processing import SummaryProcessor
 
 UPSTAGE_URL = "https://api.upstage.ai/v1"
 
@@ -40,7 +41,7 @@ class ApiError(RuntimeError):
     """An API failure explained in one line (never containing the key)."""
 
 
-class ApiSummarizer(SummarizerBase):
+class ApiSummarizer(SummaryEvaluationModule):
     """Zero/few-shot summaries from an OpenAI-compatible chat completions API.
 
     Args:
@@ -86,7 +87,8 @@ class ApiSummarizer(SummarizerBase):
         dry_run: bool = False,
         evaluation: Optional[EvaluationSettings] = None,
     ):
-        super().__init__(tokenizer="", evaluation=evaluation)
+        # Requests carry text: the processor has no tokenizer and the decoder is the API.
+        super().__init__(SummaryProcessor(), ApiDecoder(), evaluation)
         self.api_model, self.base_url, self.api_key_env = model, base_url.rstrip("/"), api_key_env
         self.system_prompt, self.instruction, self.user_template = system_prompt, instruction, user_template
         self.few_shot, self.few_shot_strategy = few_shot, few_shot_strategy
@@ -100,31 +102,6 @@ class ApiSummarizer(SummarizerBase):
         self._client = None
         self.save_hyperparameters()  # holds api_key_env (a name), never the key
         self._plain_hparams()
-
-    # -- no weights, no tokenizer: the DataModule hooks become trivial ---------------------------
-    def register_tags(self, tags: list[str]) -> None:
-        self.tags = list(tags)
-
-    def configure_model(self) -> None:
-        pass
-
-    def encode(self, dialogue: str, summary: Optional[str], for_generation: bool) -> dict:
-        return {"input_ids": []}
-
-    def collator(self, for_generation: bool, pad_to_multiple_of: int = 1):
-        from lightning_summ.data.batching import collate_metadata
-
-        # Requests carry text, not token tensors: there is nothing to pad.
-        return collate_metadata
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._score_batch(batch, self.val_rouge, self.evaluation.generate_limit)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._score_batch(batch, self.test_rouge, None)
-
-    def _should_generate(self) -> bool:
-        return True
 
     # -- prompts ----------------------------------------------------------------------------------
     def _shots(self, dialogue: str) -> list:
@@ -210,16 +187,14 @@ class ApiSummarizer(SummarizerBase):
         except (TypeError, ValueError):
             return self.backoff * 2 ** attempt * (0.5 + random.random() / 2)
 
-    @torch.no_grad()
-    def generate_candidates(self, batch: dict) -> list[Candidates]:
-        prompts = [self.messages(d) for d in batch["dialogue"]]
+    def summarize(self, dialogues: list[str], fnames: list[str]) -> list[str]:
+        prompts = [self.messages(d) for d in dialogues]
         if self.dry_run:
-            for fname, msgs in zip(batch["fname"], prompts):
+            for fname, msgs in zip(fnames, prompts):
                 print(f"--- {fname}\n" + "\n".join(f"[{m['role']}] {m['content']}" for m in msgs), flush=True)
-            return [[("", 0.0)] for _ in prompts]
+            return ["" for _ in prompts]
         with ThreadPoolExecutor(self.max_concurrency) as pool:
-            summaries = list(pool.map(self.complete, prompts))
-        return [[(s, 0.0)] for s in summaries]  # APIs return no log-probabilities: score 0.0
+            return list(pool.map(self.complete, prompts))
 
     def _log_usage(self) -> None:
         print(f"API usage: {json.dumps(self.usage)}", flush=True)
@@ -232,3 +207,12 @@ class ApiSummarizer(SummarizerBase):
 
     def on_test_end(self) -> None:
         self._log_usage()
+
+
+class ApiDecoder:
+    """Summaries from the module's API client; APIs return no log-probabilities: score 0.0."""
+
+    name = "api"
+
+    def __call__(self, module, batch: dict) -> list[Candidates]:
+        return [[(s, 0.0)] for s in module.summarize(batch["dialogue"], batch["fname"])]

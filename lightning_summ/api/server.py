@@ -36,9 +36,7 @@ class BatchingSummarizer:
 
     def summarize_batch(self, dialogues: list[str]) -> list[str]:
         module = self.module
-        feats = [dict(module.encode(d, None, for_generation=True), index=i, fname=str(i), references=[], dialogue=d)
-                 for i, d in enumerate(dialogues)]
-        batch = move_data_to_device(module.collator(for_generation=True)(feats), module.device)
+        batch = move_data_to_device(module.processor.generation_batch(dialogues), module.device)
         with torch.no_grad():
             return [cands[0][0] for cands in module.generate_candidates(batch)]
 
@@ -155,7 +153,6 @@ def load_module(cli_args: list[str], ckpt_path: Optional[str]):
     from lightning_summ.export import load_checkpoint
 
     cli = run_cli(cli_args, run=False)
-    module = cli.model
-    module.trainer = cli.trainer
-    load_checkpoint(module, cli.datamodule, ckpt_path)
-    return module.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    module, device = cli.model, cli.trainer.strategy.root_device
+    load_checkpoint(module, cli.datamodule, ckpt_path, device=device, precision=str(cli.trainer.precision))
+    return module.to(device).eval()

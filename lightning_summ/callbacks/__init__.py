@@ -1,4 +1,6 @@
 from lightning_summ.callbacks.speed import SpeedMonitor
 from lightning_summ.callbacks.submission_writer import SubmissionWriter
 
-__all__ = ["SubmissionWriter", "SpeedMonitor"]
+from lightning_summ.callbacks.tta import TestTimeAugmentation
+
+__all__ = ["SubmissionWriter", "SpeedMonitor", "TestTimeAugmentation"]

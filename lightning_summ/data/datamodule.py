@@ -1,9 +1,10 @@
 """One DataModule for every model family.
 
-The DataModule owns files, splits and batching; the model owns the tokenizer and decides how an
-example becomes tokens (a seq2seq source/target pair or a causal prompt + summary). At ``setup``
-the DataModule asks the attached LightningModule for both (``connect``), so one ``data:`` block
-serves KoBART and a QLoRA LLM alike.
+The DataModule owns files, splits and batching; a ``SummaryProcessor`` (built by the model from its
+settings and handed to the DataModule: the CLI links ``model.processor`` to ``data.processor``)
+decides how an example becomes tokens (a seq2seq source/target pair or a causal prompt + summary).
+The DataModule fixes the processor's tag vocabulary from the training file once, before the model
+sizes its embeddings, so one ``data:`` block serves KoBART and a QLoRA LLM alike.
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
-from lightning_summ.data.readers import DataError, Example, read_examples
-from lightning_summ.data.special_tokens import find_tags, tag_vocabulary
+from lightning_summ.data.readers import Example, read_examples
+from lightning_summ.errors import ConfigError, DataError
 from lightning_summ.paths import resolve_path
+from lightning_summ.processing import SummaryProcessor
 
 log = logging.getLogger(__name__)
 
 
 def fold_split(examples: list[Example], fold: int, num_folds: int, seed: int) -> tuple[list[Example], list[Example]]:
     """Deterministic k-fold split: shuffle positions with ``seed``, deal them round-robin into folds."""
+    if num_folds < 2:
+        raise ConfigError(f"data.num_folds must be >= 2 (one fold validates, the others train), got {num_folds}")
     if not 0 <= fold < num_folds:
-        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}")
+        raise ConfigError(f"data.fold must be in [0, {num_folds - 1}] with data.num_folds {num_folds}, got {fold}")
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     held_out = set(order[fold::num_folds])
@@ -40,6 +44,7 @@ class SummarizationDataModule(LightningDataModule):
     multi-reference files use ``summary1``, ``summary2``, ...).
 
     Args:
+        processor: turns examples into features (the model's ``processor``; the CLI passes it).
         train_path: training file (needed by ``fit``; also scanned for ``#Tag#`` tokens).
         val_path: validation file; ignored when ``num_folds`` is set (the held-out fold validates).
         test_path: file with references for ``test``.
@@ -59,6 +64,7 @@ class SummarizationDataModule(LightningDataModule):
 
     def __init__(
         self,
+        processor: Optional[SummaryProcessor] = None,
         train_path: Optional[str] = None,
         val_path: Optional[str] = None,
         test_path: Optional[str] = None,
@@ -75,32 +81,36 @@ class SummarizationDataModule(LightningDataModule):
     ):
         super().__init__()
         if (fold is None) != (num_folds is None):
-            raise ValueError("set both data.fold and data.num_folds, or neither")
+            raise ConfigError("set both data.fold and data.num_folds, or neither")
+        if fold is not None:
+            fold_split([], fold, num_folds, seed)  # checks the numbers now, not mid-run
+        for name, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size or 1, 1),
+                                 ("num_workers", num_workers, 0), ("pool_factor", pool_factor, 1),
+                                 ("pad_to_multiple_of", pad_to_multiple_of, 1)):
+            if value < low:
+                raise ConfigError(f"data.{name} must be >= {low}, got {value}")
+        self.processor = processor
         self.train_path, self.val_path = resolve_path(train_path), resolve_path(val_path)
         self.test_path, self.predict_path = resolve_path(test_path), resolve_path(predict_path)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.fold, self.num_folds, self.seed = num_workers, fold, num_folds, seed
         self.extra_tags, self.pool_factor = list(extra_tags or []), pool_factor
-        if pad_to_multiple_of < 1:
-            raise ValueError(f"data.pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
         self.pad_to_multiple_of = pad_to_multiple_of
-        self.model = None
         self.examples: dict[str, list[Example]] = {}
         self.features: dict[str, list[dict]] = {}
 
-    # -- wiring ---------------------------------------------------------------------------------
-    def connect(self, model) -> None:
-        """Use ``model``'s tokenizer and formatting; register the data's ``#Tag#`` tokens with it."""
-        self.model = model
-        model.register_tags(self.tags())
-
-    def tags(self) -> list[str]:
-        """Atomic tokens: the known tags plus those in the training file (only: validation or
-        prediction files must not change the vocabulary a checkpoint was trained with)."""
-        found = set()
+    # -- the processor's vocabulary --------------------------------------------------------------
+    def fit_processor(self) -> SummaryProcessor:
+        """Fix the processor's tags: the known ones plus those in the training file (only: validation
+        or prediction files must not change the vocabulary a checkpoint was trained with)."""
+        if self.processor is None:
+            raise ConfigError("the DataModule has no processor: pass processor=model.processor "
+                              "(the command line links it)")
+        texts = ()
         if self.train_path:  # the whole file, not a fold's part: every fold model gets one vocabulary
-            found = find_tags(t for ex in self._train_file() for t in (ex.dialogue, *ex.summaries))
-        return tag_vocabulary(found, self.extra_tags)
+            texts = (t for ex in self._train_file() for t in (ex.dialogue, *ex.summaries))
+        self.processor.fit_tags(texts, self.extra_tags)
+        return self.processor
 
     def _train_file(self) -> list[Example]:
         """The whole training file, read once (tags, folds and the train split all use it)."""
@@ -131,22 +141,11 @@ class SummarizationDataModule(LightningDataModule):
 
     def _encode(self, split: str) -> list[dict]:
         if split not in self.features:
-            training = split == "train"
-            feats = []
-            for i, ex in enumerate(self._read(split)):
-                # Training uses every reference as its own target; validation/test compute the loss on the
-                # first and score against all; predict never sees a summary, even if the file has one.
-                targets = ex.summaries if training else ex.summaries[:1] if split != "predict" else []
-                for target in targets or [None]:
-                    feat = self.model.encode(ex.dialogue, target, for_generation=not training)
-                    feat.update(index=i, fname=ex.fname, references=ex.summaries, dialogue=ex.dialogue)
-                    feats.append(feat)
-            self.features[split] = feats
+            self.features[split] = self.processor.features(self._read(split), split)
         return self.features[split]
 
     def setup(self, stage: str) -> None:
-        if self.model is None:
-            self.connect(self.trainer.lightning_module)
+        self.fit_processor()
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
         for split in splits:
             self._encode(split)
@@ -162,14 +161,14 @@ class SummarizationDataModule(LightningDataModule):
         sampler = LengthBucketBatchSampler([len(f["input_ids"]) for f in feats], self.batch_size, shuffle=True,
                                            seed=self.seed, pool_factor=self.pool_factor,
                                            num_replicas=world, rank=rank)
-        collate = self.model.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
+        collate = self.processor.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
         return DataLoader(feats, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
 
     def _eval_loader(self, split: str) -> DataLoader:
         feats = self._encode(split)
         world, rank = self._replicas()
         batches = SortedBatchSampler([len(f["input_ids"]) for f in feats], self.eval_batch_size, world, rank)
-        collate = self.model.collator(for_generation=True, pad_to_multiple_of=self.pad_to_multiple_of)
+        collate = self.processor.collator(for_generation=True, pad_to_multiple_of=self.pad_to_multiple_of)
         return DataLoader(feats, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:

@@ -24,43 +24,19 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from lightning_summ.data.batching import collate_metadata, pad_left
-from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE, PromptFormatter
+from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE
+from lightning_summ.errors import ConfigError
 from lightning_summ.models.base import SummarizerBase
 from lightning_summ.models.loading import build_config, load_model, torch_dtype
 from lightning_summ.models.peft_setup import apply_lora, quantization_config
 from lightning_summ.models.settings import (EvaluationSettings, GenerationSettings, LoraSettings, OptimizerSettings,
                                             QuantizationSettings)
+from lightning_summ.processing import CausalProcessor
 
 
 def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that start at 0 on the first real token of each left-padded row (as ``generate`` does)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-class CausalCollator:
-    """Left-pads everything; training rows end with ``summary + EOS``, generation rows with the prompt."""
-
-    def __init__(self, pad_id: int, for_generation: bool, pad_to_multiple_of: int = 1):
-        self.pad_id, self.for_generation, self.multiple = pad_id, for_generation, pad_to_multiple_of
-
-    def _pad(self, seqs: list[list[int]], labels: list[list[int]], prefix: str = "") -> dict:
-        return {f"{prefix}input_ids": pad_left(seqs, self.pad_id, self.multiple),
-                f"{prefix}attention_mask": pad_left([[1] * len(s) for s in seqs], 0, self.multiple),
-                f"{prefix}labels": pad_left(labels, -100, self.multiple)}
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = collate_metadata(features)
-        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)  # real tokens, for speed reports
-        if not self.for_generation:
-            batch.update(self._pad([f["input_ids"] for f in features], [f["labels"] for f in features]))
-            return batch
-        batch["input_ids"] = pad_left([f["input_ids"] for f in features], self.pad_id, self.multiple)
-        batch["attention_mask"] = pad_left([[1] * len(f["input_ids"]) for f in features], 0, self.multiple)
-        if all("loss_input_ids" in f for f in features):  # validation/test: loss on prompt + gold summary
-            batch.update(self._pad([f["loss_input_ids"] for f in features], [f["loss_labels"] for f in features],
-                                   prefix="loss_"))
-        return batch
 
 
 class CausalLMSummarizer(SummarizerBase):
@@ -120,54 +96,28 @@ class CausalLMSummarizer(SummarizerBase):
         ensemble_checkpoints: Optional[list[str]] = None,
     ):
         if not (pretrained or tokenizer):
-            raise ValueError("set model.pretrained or model.tokenizer")
+            raise ConfigError("set model.pretrained or model.tokenizer")
         if quantization is not None and lora is None:
-            raise ValueError("a quantized base cannot be trained directly: set model.lora (QLoRA)")
-        super().__init__(tokenizer or pretrained, generation, optimizer, evaluation, trust_remote_code,
-                         ensemble_checkpoints)
+            raise ConfigError("a quantized base cannot be trained directly: set model.lora (QLoRA)")
+        generation = generation or GenerationSettings()
+        processor = CausalProcessor(tokenizer or pretrained, max_length, generation.max_new_tokens, instruction,
+                                    prompt_template, use_chat_template, system_prompt, chat_template_kwargs,
+                                    atomic_tags, trust_remote_code)
+        super().__init__(processor, generation, optimizer, evaluation, trust_remote_code, ensemble_checkpoints)
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
-        self.max_length = max_length
-        self.prompt_args = dict(instruction=instruction, template=prompt_template, use_chat_template=use_chat_template,
-                                system_prompt=system_prompt, chat_template_kwargs=chat_template_kwargs)
         self.lora, self.quantization = lora, quantization
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags
         self.device_map, self.max_memory, self.offload_folder = device_map, max_memory, offload_folder
         self.strict_loading = False  # checkpoints hold only the trainable (adapter) weights
-        self._formatter: Optional[PromptFormatter] = None
-        self._base_vocab: Optional[int] = None
         self.save_hyperparameters()
         self._plain_hparams()
-
-    # -- tokenizer ----------------------------------------------------------------------------
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            tok = super().tokenizer
-            self._base_vocab = len(tok)
-            if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
-                # Any id works under the attention mask, but it must not be EOS.
-                if tok.unk_token_id is not None and tok.unk_token_id != tok.eos_token_id:
-                    tok.pad_token = tok.unk_token
-                else:
-                    tok.add_special_tokens({"pad_token": "<|pad|>"})
-            tok.padding_side = "left"
-        return self._tokenizer
-
-    def register_tags(self, tags: list[str]) -> None:
-        super().register_tags(tags if self.atomic_tags else [])
-
-    @property
-    def formatter(self) -> PromptFormatter:
-        if self._formatter is None:
-            self._formatter = PromptFormatter(self.tokenizer, **self.prompt_args)
-        return self._formatter
 
     # -- model --------------------------------------------------------------------------------
     def _compute_dtype(self) -> torch.dtype:
         q = self.quantization
         if q is not None and q.compute_dtype != "auto":
             return torch_dtype(q.compute_dtype)
-        precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
+        precision = self.placement()[1]
         return torch.bfloat16 if precision.startswith("bf16") else torch.float16 if precision.startswith("16") \
             else torch.float32
 
@@ -175,16 +125,16 @@ class CausalLMSummarizer(SummarizerBase):
         kwargs: dict[str, Any] = {}
         if self.quantization is not None:
             if not self.pretrained:
-                raise ValueError("quantization loads pretrained weights: set model.pretrained (a hub id or a "
-                                 "local directory; save a random-init model with save_pretrained to test)")
+                raise ConfigError("quantization loads pretrained weights: set model.pretrained (a hub id or a "
+                                  "local directory; save a random-init model with save_pretrained to test)")
             kwargs["quantization_config"] = quantization_config(self.quantization, self._compute_dtype())
             # bitsandbytes quantizes while loading onto the device it is given.
-            device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-            kwargs["device_map"] = {"": device}
+            kwargs["device_map"] = {"": self.placement()[0]}
         if self.device_map is not None:
             kwargs["device_map"] = self.device_map
             kwargs["max_memory"] = self.max_memory
-            kwargs["offload_folder"] = self.offload_folder or f"{self.trainer.log_dir or '.'}/offload"
+            log_dir = self.trainer.log_dir if self._trainer is not None else None
+            kwargs["offload_folder"] = self.offload_folder or f"{log_dir or '.'}/offload"
         return kwargs
 
     def build_model(self) -> torch.nn.Module:
@@ -195,37 +145,9 @@ class CausalLMSummarizer(SummarizerBase):
             model.resize_token_embeddings(len(self.tokenizer))
         if self.lora is None:
             return model.float().train()  # full fine-tuning needs fp32 master weights
-        new_ids = list(range(self._base_vocab, len(self.tokenizer))) if self.atomic_tags else []
+        new_ids = self.processor.new_token_ids() if self.atomic_tags else []
         return apply_lora(model, self.lora, quantized=self.quantization is not None,
                           gradient_checkpointing=self.gradient_checkpointing, new_token_ids=new_ids)
-
-    # -- data ---------------------------------------------------------------------------------
-    def encode(self, dialogue: str, summary: Optional[str], for_generation: bool) -> dict:
-        fmt = self.formatter
-        if for_generation:
-            prompt = fmt.prompt(dialogue, self._dialogue_budget(self.generation.max_new_tokens))
-            feature: dict[str, list[int]] = {"input_ids": prompt}
-            if summary is not None:  # only for the validation loss: never part of a generation input
-                feature["loss_input_ids"], feature["loss_labels"] = self._training_pair(dialogue, summary)
-            return feature
-        input_ids, labels = self._training_pair(dialogue, summary)
-        return {"input_ids": input_ids, "labels": labels}
-
-    def _training_pair(self, dialogue: str, summary: str) -> tuple[list[int], list[int]]:
-        fmt = self.formatter
-        target = fmt.summary(summary)
-        prompt = fmt.prompt(dialogue, self._dialogue_budget(len(target)))
-        return prompt + target, [-100] * len(prompt) + target
-
-    def _dialogue_budget(self, summary_tokens: int) -> int:
-        budget = self.max_length - self.formatter.overhead - summary_tokens
-        if budget <= 0:
-            raise ValueError(f"model.max_length={self.max_length} leaves no room for the dialogue: the prompt takes "
-                             f"{self.formatter.overhead} tokens and the summary {summary_tokens}")
-        return budget
-
-    def collator(self, for_generation: bool, pad_to_multiple_of: int = 1) -> CausalCollator:
-        return CausalCollator(self.tokenizer.pad_token_id, for_generation, pad_to_multiple_of)
 
     # -- steps ----------------------------------------------------------------------------------
     def compute_loss(self, batch: dict) -> torch.Tensor:
@@ -273,5 +195,5 @@ class CausalLMSummarizer(SummarizerBase):
         if self.lora is not None and self.model is not None:
             missing = {n for n, p in self.named_parameters() if p.requires_grad} - set(checkpoint["state_dict"])
             if missing:
-                raise RuntimeError(f"the checkpoint lacks {len(missing)} adapter weights (e.g. {sorted(missing)[0]}); "
+                raise ConfigError(f"the checkpoint lacks {len(missing)} adapter weights (e.g. {sorted(missing)[0]}); "
                                    "was it trained with the same lora settings?")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
 
 from lightning_summ.paths import resolve_path
 
@@ -22,11 +22,6 @@ def torch_dtype(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{name}'")
     return DTYPES[name]
-
-
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
-    """``AutoTokenizer.from_pretrained`` on a hub id, a local directory or a ``pkg://`` path."""
-    return AutoTokenizer.from_pretrained(resolve_path(name_or_path), trust_remote_code=trust_remote_code)
 
 
 def build_config(pretrained: Optional[str], model_config: Optional[dict[str, Any]], tokenizer,

@@ -8,36 +8,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSeq2SeqLM
 
-from lightning_summ.data.batching import collate_metadata, pad_right
+from lightning_summ.errors import ConfigError
 from lightning_summ.models.base import SummarizerBase
 from lightning_summ.models.loading import build_config, load_model
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
-
-
-def with_eos(ids: list[int], eos_id: Optional[int], max_length: int) -> list[int]:
-    """Truncate to ``max_length`` keeping a final EOS: the model must see where a text ends."""
-    if eos_id is None:
-        return ids[:max_length]
-    if ids and ids[-1] == eos_id:
-        ids = ids[:-1]
-    return ids[: max_length - 1] + [eos_id]
-
-
-class Seq2SeqCollator:
-    """Right-pads sources (attention mask) and labels (-100, ignored by the loss)."""
-
-    def __init__(self, pad_id: int, pad_to_multiple_of: int = 1):
-        self.pad_id, self.multiple = pad_id, pad_to_multiple_of
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = collate_metadata(features)
-        batch["input_ids"] = pad_right([f["input_ids"] for f in features], self.pad_id, self.multiple)
-        batch["attention_mask"] = pad_right([[1] * len(f["input_ids"]) for f in features], 0, self.multiple)
-        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)  # real tokens, for speed reports
-        if all("labels" in f for f in features):
-            batch["labels"] = pad_right([f["labels"] for f in features], -100, self.multiple)
-            batch["num_tokens"] += sum(len(f["labels"]) for f in features)
-        return batch
+from lightning_summ.processing import Seq2SeqProcessor
 
 
 class Seq2SeqSummarizer(SummarizerBase):
@@ -78,11 +53,10 @@ class Seq2SeqSummarizer(SummarizerBase):
         ensemble_checkpoints: Optional[list[str]] = None,
     ):
         if not (pretrained or tokenizer):
-            raise ValueError("set model.pretrained or model.tokenizer")
-        super().__init__(tokenizer or pretrained, generation, optimizer, evaluation, trust_remote_code,
-                         ensemble_checkpoints)
+            raise ConfigError("set model.pretrained or model.tokenizer")
+        processor = Seq2SeqProcessor(tokenizer or pretrained, max_source_length, max_target_length, trust_remote_code)
+        super().__init__(processor, generation, optimizer, evaluation, trust_remote_code, ensemble_checkpoints)
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
-        self.max_source_length, self.max_target_length = max_source_length, max_target_length
         self.label_smoothing = label_smoothing
         self.save_hyperparameters()
         self._plain_hparams()
@@ -99,16 +73,6 @@ class Seq2SeqSummarizer(SummarizerBase):
         if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(self.tokenizer))  # the added #Tag# tokens
         return model
-
-    def encode(self, dialogue: str, summary: Optional[str], for_generation: bool) -> dict:
-        tok = self.tokenizer
-        feature = {"input_ids": with_eos(tok(dialogue).input_ids, tok.eos_token_id, self.max_source_length)}
-        if summary is not None:
-            feature["labels"] = with_eos(tok(summary).input_ids, tok.eos_token_id, self.max_target_length)
-        return feature
-
-    def collator(self, for_generation: bool, pad_to_multiple_of: int = 1) -> Seq2SeqCollator:
-        return Seq2SeqCollator(self.tokenizer.pad_token_id, pad_to_multiple_of)
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         # The model shifts labels into decoder inputs itself; we compute the loss to add label smoothing.

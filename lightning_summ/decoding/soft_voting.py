@@ -6,6 +6,12 @@ beam search runs on that. The search follows Hugging Face's beam search (``early
 2K candidates per step, a hypothesis ends when EOS is among the top K, finished hypotheses are
 scored ``sum log p / generated_length ** length_penalty``, and a row is done with K finished
 hypotheses. With one model it returns what ``generate`` returns (tested).
+
+Constraints on the next token (``repetition_penalty``, ``no_repeat_ngram_size``, ``min_new_tokens``,
+forced BOS/EOS) are transformers' own ``LogitsProcessor`` classes, applied to the averaged
+log-probabilities exactly as transformers' beam search applies them to one model's. Each model keeps
+its own key/value cache (transformers' ``DynamicCache`` / ``EncoderDecoderCache``), reordered with
+the beams.
 """
 
 from __future__ import annotations
@@ -14,14 +20,27 @@ from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
+from transformers import (DynamicCache, EncoderDecoderCache, ForcedBOSTokenLogitsProcessor,
+                          ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
+                          NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor)
 
 
-def _banned_ngram_tokens(seq: list[int], n: int) -> set[int]:
-    """Tokens that would repeat an n-gram already in ``seq`` (``no_repeat_ngram_size``)."""
-    if n <= 0 or len(seq) < n:
-        return set()
-    prefix = tuple(seq[-(n - 1):]) if n > 1 else ()
-    return {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix}
+def logits_processors(prefix_length: int, eos_ids: list[int], max_new_tokens: int, min_new_tokens: int = 0,
+                      repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
+                      forced_bos_token_id: Optional[int] = None, forced_eos_token_id=None) -> LogitsProcessorList:
+    """The processors transformers' ``generate`` builds for these settings, in its order."""
+    processors = LogitsProcessorList()
+    if repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
+    if no_repeat_ngram_size > 0:
+        processors.append(NoRepeatNGramLogitsProcessor(no_repeat_ngram_size))
+    if min_new_tokens > 0:
+        processors.append(MinNewTokensLengthLogitsProcessor(prefix_length, min_new_tokens, eos_ids))
+    if forced_bos_token_id is not None:
+        processors.append(ForcedBOSTokenLogitsProcessor(forced_bos_token_id))
+    if forced_eos_token_id is not None:
+        processors.append(ForcedEOSTokenLogitsProcessor(prefix_length + max_new_tokens, forced_eos_token_id))
+    return processors
 
 
 class _EncoderDecoder:
@@ -36,14 +55,14 @@ class _EncoderDecoder:
             self.encoded.append(states)
         self.start = torch.full((input_ids.shape[0] * k, 1), decoder_start_token_id, dtype=torch.long,
                                 device=input_ids.device)
-        self.caches: list = [None] * len(models)
+        self.caches = [EncoderDecoderCache(DynamicCache(), DynamicCache()) for _ in models]
 
     def __call__(self, sequences: torch.Tensor) -> list[torch.Tensor]:
         logits = []
         for i, model in enumerate(self.models):
+            first = self.caches[i].get_seq_length() == 0
             out = model(encoder_outputs=self.encoded[i], attention_mask=self.mask, past_key_values=self.caches[i],
-                        use_cache=True, decoder_input_ids=sequences if self.caches[i] is None else sequences[:, -1:])
-            self.caches[i] = out.past_key_values
+                        use_cache=True, decoder_input_ids=sequences if first else sequences[:, -1:])
             logits.append(out.logits[:, -1])
         return logits
 
@@ -59,7 +78,7 @@ class _DecoderOnly:
     def __init__(self, models, input_ids, attention_mask, k: int):
         self.models, self.mask = models, attention_mask.repeat_interleave(k, 0)
         self.start = input_ids.repeat_interleave(k, 0)
-        self.caches: list = [None] * len(models)
+        self.caches = [DynamicCache() for _ in models]
 
     def __call__(self, sequences: torch.Tensor) -> list[torch.Tensor]:
         if self.mask.shape[1] < sequences.shape[1]:
@@ -67,11 +86,10 @@ class _DecoderOnly:
         positions = (self.mask.long().cumsum(-1) - 1).clamp(min=0)
         logits = []
         for i, model in enumerate(self.models):
-            first = self.caches[i] is None
+            first = self.caches[i].get_seq_length() == 0
             out = model(input_ids=sequences if first else sequences[:, -1:], attention_mask=self.mask,
                         position_ids=positions if first else positions[:, -1:], past_key_values=self.caches[i],
                         use_cache=True)
-            self.caches[i] = out.past_key_values
             logits.append(out.logits[:, -1])
         return logits
 
@@ -86,7 +104,8 @@ def soft_voting_beam_search(models: list, input_ids: torch.Tensor, attention_mas
                             eos_token_id: Union[int, list[int]], decoder_start_token_id: Optional[int] = None,
                             num_beams: int = 4,
                             max_new_tokens: int = 100, min_new_tokens: int = 0, length_penalty: float = 1.0,
-                            no_repeat_ngram_size: int = 0, num_return_sequences: int = 1,
+                            repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
+                            num_return_sequences: int = 1,
                             forced_bos_token_id: Optional[int] = None, forced_eos_token_id: Optional[int] = None,
                             ) -> list[list[tuple[list[int], float]]]:
     """Returns, per input row, ``num_return_sequences`` (generated token ids, score), best first.
@@ -101,6 +120,8 @@ def soft_voting_beam_search(models: list, input_ids: torch.Tensor, attention_mas
               if decoder_start_token_id is not None else _DecoderOnly(models, input_ids, attention_mask, k))
     sequences = scorer.start  # the prefix (decoder start or prompt) followed by the generated tokens
     prefix = sequences.shape[1]
+    processors = logits_processors(prefix, sorted(eos_ids), max_new_tokens, min_new_tokens, repetition_penalty,
+                                   no_repeat_ngram_size, forced_bos_token_id, forced_eos_token_id)
     device = input_ids.device
     beam_scores = torch.zeros(batch, k, device=device)
     beam_scores[:, 1:] = -1e9  # all beams start identical: expand only the first one at step 0
@@ -108,16 +129,7 @@ def soft_voting_beam_search(models: list, input_ids: torch.Tensor, attention_mas
     done = [False] * batch
     for step in range(max_new_tokens):
         log_probs = sum(F.log_softmax(logits.float(), dim=-1) for logits in scorer(sequences)) / len(models)
-        if step < min_new_tokens:
-            log_probs[:, list(eos_ids)] = -float("inf")
-        forced = forced_bos_token_id if step == 0 else forced_eos_token_id if step == max_new_tokens - 1 else None
-        if forced is not None:  # as HF's ForcedBOS/ForcedEOS processors: that token, with log-prob 0
-            log_probs = torch.full_like(log_probs, -float("inf"))
-            log_probs[:, forced] = 0.0
-        if no_repeat_ngram_size:
-            for row, seq in enumerate(sequences.tolist()):  # the whole row, prefix included, as HF does
-                for token in _banned_ngram_tokens(seq, no_repeat_ngram_size):
-                    log_probs[row, token] = -float("inf")
+        log_probs = processors(sequences, log_probs)  # the whole row, prefix included, as HF does
         vocab = log_probs.shape[-1]
         scores = (beam_scores.view(-1, 1) + log_probs).view(batch, k * vocab)
         top_scores, top_ids = scores.topk(2 * k, dim=1)

@@ -1,0 +1,100 @@
+"""Decoding strategies for trained models: transformers' ``generate`` and soft voting.
+
+A decoder is any callable ``decoder(module, batch) -> list[Candidates]``: per input row, scored
+candidate summaries, best first. The module supplies the network(s), the processor's tokenizer and
+its generation settings; the decoder decides how summaries are searched. Test-time augmentation
+(``decoding.tta``) wraps any decoder, and the API summarizer has its own.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Optional, Protocol
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from lightning_summ.decoding.soft_voting import soft_voting_beam_search
+from lightning_summ.errors import ConfigError
+
+# (text, score) pairs, best first. ``score``: beam search's length-penalised sum of token
+# log-probabilities (sum / length ** length_penalty, so the mean log-probability per token when
+# length_penalty is 1); greedy and sampling: the mean log-probability per generated token; API: 0.
+Candidates = list[tuple[str, float]]
+
+
+class Decoder(Protocol):
+    name: str
+
+    def __call__(self, module, batch: dict) -> list[Candidates]: ...
+
+
+def attention_for_generation(static_cache: bool, device: torch.device):
+    """The attention kernels generation may use.
+
+    A growing (dynamic) key/value cache gives attention a new shape at every decoding step, and
+    cuDNN attention builds an execution plan for each new shape (~50-100 ms on an H200, against
+    ~0.4 ms per call once planned: ``bench/results/sdpa_new_shapes.json``). So without a static
+    cache, generation on CUDA (``generate`` and soft voting's own loop) uses the flash /
+    memory-efficient kernels; a static cache keeps one shape per batch and keeps cuDNN.
+    """
+    if static_cache or device.type != "cuda":
+        return nullcontext()
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
+def sequence_scores(model, out, pad_id: Optional[int]) -> list[float]:
+    """Each returned sequence's score: beam search reports its length-penalised score; greedy and
+    sampling are scored by the mean log-probability of their generated tokens."""
+    if getattr(out, "sequences_scores", None) is not None:
+        return out.sequences_scores.float().tolist()
+    steps = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    generated = out.sequences[:, -steps.shape[1]:]
+    mask = generated != pad_id if pad_id is not None else torch.ones_like(generated, dtype=torch.bool)
+    steps = steps.float().masked_fill(~mask, 0.0)
+    return (steps.sum(1) / mask.sum(1).clamp(min=1)).tolist()
+
+
+class Generate:
+    """transformers' ``model.generate`` with the module's generation settings."""
+
+    name = "generate"
+
+    def __call__(self, module, batch: dict) -> list[Candidates]:
+        kwargs = module.generation.generate_kwargs()
+        n = kwargs["num_return_sequences"]
+        out = module.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                    use_cache=True, return_dict_in_generate=True, output_scores=True,
+                                    **module.extra_generate_kwargs(), **kwargs)
+        decoded = module.tokenizer.batch_decode(module.generated_tokens(out, batch), skip_special_tokens=True)
+        texts = [t.strip() for t in decoded]
+        scores = sequence_scores(module.model, out, module.tokenizer.pad_token_id)
+        return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
+
+
+class SoftVoting:
+    """One beam search over the mean next-token log-probabilities of the module's model and ``members``
+    (other checkpoints of the same config, e.g. the k-fold models)."""
+
+    name = "soft_voting"
+
+    def __init__(self, members: list[torch.nn.Module]):
+        self.members = members
+
+    def __call__(self, module, batch: dict) -> list[Candidates]:
+        g = module.generation
+        if g.do_sample or not g.early_stopping or g.static_cache:
+            raise ConfigError("soft voting (model.ensemble_checkpoints) supports beam search / greedy with "
+                              "generation.early_stopping: true only (not do_sample, static_cache)")
+        config = module.model.generation_config
+        for member in self.members:  # not submodules, so Lightning does not move them
+            member.to(device=module.device)
+        results = soft_voting_beam_search(
+            [module.model, *self.members], batch["input_ids"], batch["attention_mask"],
+            decoder_start_token_id=module.decoder_start_token_id, eos_token_id=module.eos_token_ids(),
+            num_beams=max(g.num_beams, 1), max_new_tokens=g.max_new_tokens, min_new_tokens=g.min_new_tokens,
+            length_penalty=g.length_penalty, repetition_penalty=g.repetition_penalty,
+            no_repeat_ngram_size=g.no_repeat_ngram_size, num_return_sequences=g.num_return_sequences,
+            forced_bos_token_id=config.forced_bos_token_id, forced_eos_token_id=config.forced_eos_token_id)
+        decode = lambda ids: module.tokenizer.decode(ids, skip_special_tokens=True).strip()  # noqa: E731
+        return [[(decode(ids), score) for ids, score in row] for row in results]
