@@ -82,7 +82,7 @@ def test_llm_config_fits_and_predicts_through_the_cli(config_name, tmp_path, mon
     # pass, and a training step afterwards fails inside bnb (GPUs are unaffected).
     cli = run_cli(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
                    "--trainer.accumulate_grad_batches=1", "--trainer.num_sanity_val_steps=0"])
-    assert cli.model.formatter.uses_chat_template == chat
+    assert cli.model.processor.formatter.uses_chat_template == chat
     assert "val/rouge_mean" in cli.trainer.callback_metrics
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
     weights = torch.load(best, weights_only=True)["state_dict"]
@@ -110,7 +110,7 @@ def test_export_adapter_loads_with_peft_and_merge_gives_the_same_logits(tmp_path
     ckpt = tmp_path / "last.ckpt"
     cli.trainer.save_checkpoint(ckpt)
     ours = cli.model.model.eval()
-    ids = torch.tensor([cli.model.encode("#Person1#: 안녕하세요.\n#Person2#: 네.", None, True)["input_ids"]])
+    ids = torch.tensor([cli.model.processor.encode("#Person1#: 안녕하세요.\n#Person2#: 네.", None, True)["input_ids"]])
     with torch.no_grad():
         expected = ours(input_ids=ids).logits
 

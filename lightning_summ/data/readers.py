@@ -25,8 +25,7 @@ from typing import Optional
 _SUMMARY_FIELD = re.compile(r"^summary(\d*)$")
 
 
-class DataError(ValueError):
-    """A data file is unusable. The message is one line: file, row, field, what is wrong."""
+from lightning_summ.errors import DataError  # noqa: E402  (one user-error type for the CLI)
 
 
 @dataclass

@@ -16,6 +16,7 @@ the beams.
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Union
 
 import torch
@@ -23,6 +24,14 @@ import torch.nn.functional as F
 from transformers import (DynamicCache, EncoderDecoderCache, ForcedBOSTokenLogitsProcessor,
                           ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
                           NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor)
+
+
+def cache_argument(model) -> str:
+    """The name of ``forward``'s key/value cache argument: transformers 5.x renames
+    ``past_key_values`` to ``cache`` (the old name is deprecated, removed in 5.40); older 5.x
+    releases know only ``past_key_values``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps it
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def logits_processors(prefix_length: int, eos_ids: list[int], max_new_tokens: int, min_new_tokens: int = 0,
@@ -56,13 +65,15 @@ class _EncoderDecoder:
         self.start = torch.full((input_ids.shape[0] * k, 1), decoder_start_token_id, dtype=torch.long,
                                 device=input_ids.device)
         self.caches = [EncoderDecoderCache(DynamicCache(), DynamicCache()) for _ in models]
+        self.cache_args = [cache_argument(model) for model in models]
 
     def __call__(self, sequences: torch.Tensor) -> list[torch.Tensor]:
         logits = []
         for i, model in enumerate(self.models):
             first = self.caches[i].get_seq_length() == 0
-            out = model(encoder_outputs=self.encoded[i], attention_mask=self.mask, past_key_values=self.caches[i],
-                        use_cache=True, decoder_input_ids=sequences if first else sequences[:, -1:])
+            out = model(encoder_outputs=self.encoded[i], attention_mask=self.mask, use_cache=True,
+                        decoder_input_ids=sequences if first else sequences[:, -1:],
+                        **{self.cache_args[i]: self.caches[i]})  # updated in place
             logits.append(out.logits[:, -1])
         return logits
 
@@ -79,6 +90,7 @@ class _DecoderOnly:
         self.models, self.mask = models, attention_mask.repeat_interleave(k, 0)
         self.start = input_ids.repeat_interleave(k, 0)
         self.caches = [DynamicCache() for _ in models]
+        self.cache_args = [cache_argument(model) for model in models]
 
     def __call__(self, sequences: torch.Tensor) -> list[torch.Tensor]:
         if self.mask.shape[1] < sequences.shape[1]:
@@ -88,8 +100,8 @@ class _DecoderOnly:
         for i, model in enumerate(self.models):
             first = self.caches[i].get_seq_length() == 0
             out = model(input_ids=sequences if first else sequences[:, -1:], attention_mask=self.mask,
-                        position_ids=positions if first else positions[:, -1:], past_key_values=self.caches[i],
-                        use_cache=True)
+                        position_ids=positions if first else positions[:, -1:], use_cache=True,
+                        **{self.cache_args[i]: self.caches[i]})  # updated in place
             logits.append(out.logits[:, -1])
         return logits
 

@@ -1,4 +1,4 @@
-"""SummarizationDataModule with a stand-in model: folds, stage files, features, loaders, tag registration."""
+"""SummarizationDataModule with a stand-in processor: folds, stage files, features, loaders, tag registration."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from lightning_summ.data.batching import collate_metadata, pad_left, pad_right
 from lightning_summ.data.datamodule import SummarizationDataModule, fold_split
 from lightning_summ.data.readers import DataError, Example, read_examples
 from lightning_summ.data.special_tokens import KNOWN_TAGS
+from lightning_summ.errors import ConfigError
 from lightning_summ.paths import PACKAGE_DIR
+from lightning_summ.processing import SummaryProcessor
 
 # Small Korean dialogues written for these tests; lengths vary so that length bucketing matters.
 PHRASES = ["안녕하세요.", "내일 회의는 몇 시예요?", "오후 세 시에 시작해요.", "자료는 미리 보내 주세요.",
@@ -40,15 +42,18 @@ def write_jsonl(path: Path, records: list[dict]) -> str:
     return str(path)
 
 
-class FakeModel:
-    """The three calls the DataModule makes on a model; tokens are the characters' code points."""
+class FakeProcessor(SummaryProcessor):
+    """A processor without a tokenizer: tokens are the characters' code points."""
+
+    family = "fake"
 
     def __init__(self):
-        self.registered: list[str] | None = None
+        super().__init__()
         self.encode_calls = 0
 
-    def register_tags(self, tags):
-        self.registered = list(tags)
+    @property
+    def registered(self):
+        return self.tags
 
     def encode(self, dialogue, summary, for_generation):
         self.encode_calls += 1
@@ -93,11 +98,11 @@ def files(tmp_path):
     )
 
 
-def connected(model=None, **kwargs) -> tuple[SummarizationDataModule, FakeModel]:
-    model = model or FakeModel()
-    dm = SummarizationDataModule(**kwargs)
-    dm.connect(model)
-    return dm, model
+def connected(processor=None, **kwargs) -> tuple[SummarizationDataModule, FakeProcessor]:
+    processor = processor or FakeProcessor()
+    dm = SummarizationDataModule(processor, **kwargs)
+    dm.fit_processor()
+    return dm, processor
 
 
 # -- fold_split -------------------------------------------------------------------------------------
@@ -129,17 +134,32 @@ def test_fold_split_is_deterministic_and_seeded():
     assert fold_split(data, 1, 5, seed=7)[1] != fold_split(data, 2, 5, seed=7)[1]
 
 
-@pytest.mark.parametrize("fold, k", [(-1, 5), (5, 5), (0, 0)])
-def test_fold_split_rejects_bad_fold(fold, k):
-    with pytest.raises(ValueError, match="fold"):
+@pytest.mark.parametrize("fold, k, option", [(-1, 5, "data.fold"), (5, 5, "data.fold"), (0, 0, "data.num_folds"),
+                                             (0, 1, "data.num_folds")])
+def test_fold_split_rejects_bad_fold(fold, k, option):
+    with pytest.raises(ConfigError, match=option):
         fold_split(examples(10), fold, k, seed=0)
+    with pytest.raises(ConfigError, match=option):  # at construction, not mid-run
+        SummarizationDataModule(FakeProcessor(), fold=fold, num_folds=k)
+
+
+@pytest.mark.parametrize("option, value", [("batch_size", 0), ("batch_size", -4), ("eval_batch_size", -1),
+                                           ("num_workers", -1), ("pool_factor", 0), ("pad_to_multiple_of", 0)])
+def test_bad_numbers_are_refused_naming_the_option(option, value):
+    with pytest.raises(ConfigError, match=f"data.{option} must be >= "):
+        SummarizationDataModule(FakeProcessor(), **{option: value})
+
+
+def test_a_datamodule_without_processor_says_how_to_get_one(files):
+    with pytest.raises(ConfigError, match="processor=model.processor"):
+        SummarizationDataModule(train_path=files.train).setup("fit")
 
 
 # -- configuration errors ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs", [{"fold": 0}, {"num_folds": 5}])
 def test_fold_and_num_folds_go_together(kwargs, files):
-    with pytest.raises(ValueError, match="num_folds"):
+    with pytest.raises(ConfigError, match="num_folds"):
         SummarizationDataModule(train_path=files.train, **kwargs)
 
 
@@ -158,9 +178,7 @@ def test_missing_path_for_a_stage_names_the_option(files, stage, configured, opt
 
 
 def test_folds_without_train_path(files):
-    model = FakeModel()
-    dm = SummarizationDataModule(val_path=files.val, fold=0, num_folds=3)
-    dm.connect(model)
+    dm = SummarizationDataModule(FakeProcessor(), val_path=files.val, fold=0, num_folds=3)
     with pytest.raises(DataError, match="data.train_path"):
         dm.setup("fit")
 
@@ -262,7 +280,7 @@ def test_pad_to_multiple_of_reaches_training_and_generation_batches(files):
     dm.setup("fit")
     widths = {b["input_ids"].shape[1] for loader in (dm.train_dataloader(), dm.val_dataloader()) for b in loader}
     assert widths and all(w % 16 == 0 for w in widths)
-    with pytest.raises(ValueError, match="pad_to_multiple_of"):
+    with pytest.raises(ConfigError, match="pad_to_multiple_of"):
         SummarizationDataModule(pad_to_multiple_of=0)
 
 
@@ -293,14 +311,14 @@ def test_predict_results_sorted_by_index_give_input_order(files):
     assert all(f["references"] == [] for f in dm.features["predict"])
 
 
-def test_setup_connects_to_the_trainers_model_and_splits_over_ranks(files):
+def test_setup_fits_the_processor_and_splits_over_ranks(files):
     per_rank = []
     for rank in (0, 1):
-        model = FakeModel()
-        dm = SummarizationDataModule(train_path=files.train, val_path=files.val, batch_size=3)
-        dm.trainer = SimpleNamespace(lightning_module=model, world_size=2, global_rank=rank)
+        processor = FakeProcessor()
+        dm = SummarizationDataModule(processor, train_path=files.train, val_path=files.val, batch_size=3)
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
         dm.setup("fit")
-        assert dm.model is model and model.registered
+        assert processor.registered[:len(KNOWN_TAGS)] == list(KNOWN_TAGS)
         per_rank.append([batch["index"].tolist() for batch in dm.train_dataloader()])
         val = [i for batch in dm.val_dataloader() for i in batch["index"].tolist()]
         assert len(dm.val_dataloader()) == -(-12 // 3) // 2
@@ -321,7 +339,7 @@ def test_tags_from_training_file_only(files):
     assert "#Email#" in tags and "#Foo#" in tags and "#Extra#" in tags
     assert "#OnlyInPredict#" not in tags and "#OnlyInVal#" not in tags
     assert len(tags) == len(set(tags))
-    assert dm.tags() == tags
+    assert dm.fit_processor().tags == tags  # fitting again finds the same vocabulary
 
 
 def test_tags_without_training_file_are_the_known_ones(files):

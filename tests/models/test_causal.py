@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_summ.data.special_tokens import KNOWN_TAGS
+from lightning_summ.errors import ConfigError
 from lightning_summ.models.causal import CausalLMSummarizer, position_ids_for
 from lightning_summ.models.settings import GenerationSettings, LoraSettings, QuantizationSettings
 
@@ -27,13 +28,13 @@ def tiny(family="llama", **kwargs) -> CausalLMSummarizer:
     kwargs.setdefault("lora", LoraSettings(r=4, alpha=8, dropout=0.0))
     kwargs.setdefault("max_length", 256)
     model = CausalLMSummarizer(tokenizer=TOKENIZER, model_config=FAMILIES[family], dtype="float32", **kwargs)
-    model.register_tags(KNOWN_TAGS)
+    model.processor.fit_tags()
     model.configure_model()
     return model
 
 
 def feats(model, pairs, for_generation):
-    return [dict(model.encode(d, s, for_generation), index=i, fname=f"f{i}", references=[s])
+    return [dict(model.processor.encode(d, s, for_generation), index=i, fname=f"f{i}", references=[s])
             for i, (d, s) in enumerate(pairs)]
 
 
@@ -41,7 +42,7 @@ def test_loss_only_on_summary_and_eos_and_pad_is_not_eos():
     model = tiny()
     tok = model.tokenizer
     assert tok.pad_token_id != tok.eos_token_id
-    f = model.encode(DIALOGUE, SUMMARY, for_generation=False)
+    f = model.processor.encode(DIALOGUE, SUMMARY, for_generation=False)
     target = [t for t in f["labels"] if t != -100]
     assert target[-1] == tok.eos_token_id, "EOS must be trained, or the model never stops"
     assert tok.decode(target, skip_special_tokens=True) == SUMMARY
@@ -52,25 +53,25 @@ def test_loss_only_on_summary_and_eos_and_pad_is_not_eos():
 def test_dialogue_is_truncated_never_the_instruction_or_summary():
     model = tiny(max_length=120)
     long_dialogue = DIALOGUE * 40
-    f = model.encode(long_dialogue, SUMMARY, for_generation=False)
-    fmt = model.formatter
+    f = model.processor.encode(long_dialogue, SUMMARY, for_generation=False)
+    fmt = model.processor.formatter
     assert len(f["input_ids"]) <= 120
     assert f["input_ids"][: len(fmt.prefix_ids)] == fmt.prefix_ids
     target = fmt.summary(SUMMARY)
     assert f["input_ids"][-len(target):] == target
     assert f["input_ids"][-len(target) - len(fmt.suffix_ids):-len(target)] == fmt.suffix_ids
     with pytest.raises(ValueError, match="no room for the dialogue"):
-        tiny(max_length=fmt.overhead + 3).encode(DIALOGUE, SUMMARY, for_generation=False)
+        tiny(max_length=fmt.overhead + 3).processor.encode(DIALOGUE, SUMMARY, for_generation=False)
 
 
 def test_generation_inputs_are_prompt_only_and_left_padded():
     model = tiny()
-    gen = model.encode(DIALOGUE, SUMMARY, for_generation=True)
-    train = model.encode(DIALOGUE, SUMMARY, for_generation=False)
+    gen = model.processor.encode(DIALOGUE, SUMMARY, for_generation=True)
+    train = model.processor.encode(DIALOGUE, SUMMARY, for_generation=False)
     assert gen["input_ids"] == train["input_ids"][: train["labels"].count(-100)]
-    summary_ids = model.formatter.summary(SUMMARY)[:-1]
+    summary_ids = model.processor.formatter.summary(SUMMARY)[:-1]
     assert not any(gen["input_ids"][i:i + len(summary_ids)] == summary_ids for i in range(len(gen["input_ids"])))
-    batch = model.collator(for_generation=True)(feats(model, [(DIALOGUE, SUMMARY), ("#Person1#: 네.", "짧음")], True))
+    batch = model.processor.collator(for_generation=True)(feats(model, [(DIALOGUE, SUMMARY), ("#Person1#: 네.", "짧음")], True))
     assert (batch["attention_mask"][:, -1] == 1).all(), "generation rows must end with real tokens"
     assert batch["attention_mask"][1, 0] == 0 and batch["input_ids"][1, 0] == model.tokenizer.pad_token_id
     assert "token_type_ids" not in batch and "labels" not in batch  # loss tensors live under loss_*
@@ -80,8 +81,8 @@ def test_no_token_type_ids_even_when_the_tokenizer_emits_them():
     model = tiny("gpt_neox")
     model.tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]  # as GPT-NeoX's do
     assert "token_type_ids" in model.tokenizer("가나다")
-    model._formatter = None
-    batch = model.collator(False)(feats(model, [(DIALOGUE, SUMMARY)], False))
+    model.processor._formatter = None
+    batch = model.processor.collator(False)(feats(model, [(DIALOGUE, SUMMARY)], False))
     assert "token_type_ids" not in batch and torch.isfinite(model.compute_loss(batch))
 
 
@@ -91,14 +92,14 @@ def test_head_on_last_positions_equals_the_full_loss_and_padding_changes_nothing
     torch.manual_seed(0)
     model = tiny(family).eval()
     pairs = [(DIALOGUE, SUMMARY), ("#Person1#: 네.\n#Person2#: 좋아요.", "두 사람은 동의합니다.")]
-    batch = model.collator(False)(feats(model, pairs, False))
+    batch = model.processor.collator(False)(feats(model, pairs, False))
     with torch.no_grad():
         ours = model.compute_loss(batch)
         logits = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              position_ids=position_ids_for(batch["attention_mask"])).logits
         full = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100)
-        alone = model.compute_loss(model.collator(False)(feats(model, pairs[1:], False)))
-        padded_row = model.collator(False)(feats(model, pairs, False))
+        alone = model.compute_loss(model.processor.collator(False)(feats(model, pairs[1:], False)))
+        padded_row = model.processor.collator(False)(feats(model, pairs, False))
         padded_row = {k: v[1:] if isinstance(v, (torch.Tensor, list)) else v for k, v in padded_row.items()}
         assert padded_row["attention_mask"][0, 0] == 0  # really left-padded
         padded = model.compute_loss(padded_row)
@@ -108,7 +109,7 @@ def test_head_on_last_positions_equals_the_full_loss_and_padding_changes_nothing
 
 def test_only_new_tokens_are_decoded():
     model = tiny(generation=GenerationSettings(num_beams=1, max_new_tokens=3, min_new_tokens=3)).eval()
-    batch = model.collator(True)(feats(model, [(DIALOGUE, None), ("#Person1#: 네.", None)], True))
+    batch = model.processor.collator(True)(feats(model, [(DIALOGUE, None), ("#Person1#: 네.", None)], True))
     cands = model.generate_candidates(batch)
     for (text, score), in cands:
         assert "### 대화" not in text and "지시" not in text
@@ -128,8 +129,8 @@ def test_lora_trains_adapters_and_new_tag_rows_in_fp32_and_checkpoints_only_them
     model.on_save_checkpoint(ckpt)
     assert set(ckpt["state_dict"]) == set(trainable)
     model.on_load_checkpoint(ckpt)  # round trip passes the completeness check
-    with pytest.raises(RuntimeError, match="lacks"):
-        model.on_load_checkpoint({"state_dict": {}, "lightning_summ": {"tags": model.tags}})
+    with pytest.raises(ConfigError, match="lacks"):
+        model.on_load_checkpoint({"state_dict": {}, "lightning_summ": {"processor": model.processor.state()}})
 
 
 def test_qlora_loads_4bit_nf4_double_quant_with_compute_dtype(tmp_path):
@@ -138,7 +139,7 @@ def test_qlora_loads_4bit_nf4_double_quant_with_compute_dtype(tmp_path):
     source.tokenizer.save_pretrained(tmp_path / "m")
     model = CausalLMSummarizer(pretrained=str(tmp_path / "m"), lora=LoraSettings(r=4, alpha=8),
                                quantization=QuantizationSettings(), max_length=256)
-    model.register_tags(KNOWN_TAGS)
+    model.processor.fit_tags()
     model.configure_model()
     import bitsandbytes as bnb
 
@@ -147,7 +148,7 @@ def test_qlora_loads_4bit_nf4_double_quant_with_compute_dtype(tmp_path):
     q = linear[0].weight.quant_state
     assert q.quant_type == "nf4" and q.nested, "nf4 with double quantization"
     assert linear[0].compute_dtype == torch.float32  # no trainer: 32-true; bf16-mixed gives bfloat16
-    batch = model.collator(False)(feats(model, [(DIALOGUE, SUMMARY)], False))
+    batch = model.processor.collator(False)(feats(model, [(DIALOGUE, SUMMARY)], False))
     loss = model.compute_loss(batch)
     loss.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "lora_B" in n)
@@ -159,18 +160,19 @@ def test_quantization_without_lora_is_refused():
 
 
 def test_soft_voting_with_one_decoder_only_model_is_exactly_hf_beam_search():
-    from lightning_summ.models.soft_voting import soft_voting_beam_search
+    from lightning_summ.decoding.soft_voting import soft_voting_beam_search
 
     torch.manual_seed(0)
     model = tiny("llama", lora=None).eval()
     with torch.no_grad():  # a sharper random model: beams actually diverge
         for p in model.model.parameters():
             p.mul_(3)
-    batch = model.collator(True)(feats(model, [(DIALOGUE, None), ("#Person1#: 네.", None)], True))
+    batch = model.processor.collator(True)(feats(model, [(DIALOGUE, None), ("#Person1#: 네.", None)], True))
     assert batch["attention_mask"][1, 0] == 0  # left-padded rows are part of the check
     eos = model.eos_token_ids()
     for kw in [dict(num_beams=3, max_new_tokens=8), dict(num_beams=4, max_new_tokens=6, num_return_sequences=2,
-                                                         min_new_tokens=2, no_repeat_ngram_size=2)]:
+                                                         min_new_tokens=2, no_repeat_ngram_size=2),
+               dict(num_beams=3, max_new_tokens=8, repetition_penalty=1.5)]:
         hf = model.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                   pad_token_id=model.tokenizer.pad_token_id, eos_token_id=eos, early_stopping=True,
                                   return_dict_in_generate=True, output_scores=True, **kw)
@@ -188,7 +190,7 @@ def test_static_cache_reaches_generate_and_gives_the_same_candidates(num_beams):
     dynamic = tiny("qwen3", generation=GenerationSettings(**settings)).eval()
     static = tiny("qwen3", generation=GenerationSettings(**settings, static_cache=True)).eval()
     static.load_state_dict(dynamic.state_dict())
-    batch = dynamic.collator(True)(feats(dynamic, [(DIALOGUE, None), ("#Person1#: 네.", None)], True))
+    batch = dynamic.processor.collator(True)(feats(dynamic, [(DIALOGUE, None), ("#Person1#: 네.", None)], True))
     seen = []
     original = static.model.generate
     static.model.generate = lambda **kw: seen.append(kw.get("cache_implementation")) or original(**kw)
@@ -199,9 +201,9 @@ def test_static_cache_reaches_generate_and_gives_the_same_candidates(num_beams):
 def test_padding_to_a_multiple_changes_shapes_not_the_loss_or_the_summaries():
     model = tiny("qwen3", generation=GenerationSettings(num_beams=2, max_new_tokens=4, min_new_tokens=4)).eval()
     pairs = [(DIALOGUE, SUMMARY), ("#Person1#: 네.", "#Person1#는 대답합니다.")]
-    train, padded_train = (model.collator(False, m)(feats(model, pairs, False)) for m in (1, 64))
+    train, padded_train = (model.processor.collator(False, m)(feats(model, pairs, False)) for m in (1, 64))
     assert padded_train["input_ids"].shape[1] % 64 == 0 < padded_train["input_ids"].shape[1] - train["input_ids"].shape[1]
     assert torch.allclose(model.compute_loss(train), model.compute_loss(padded_train), atol=1e-5)
-    gen, padded_gen = (model.collator(True, m)(feats(model, pairs, True)) for m in (1, 64))
+    gen, padded_gen = (model.processor.collator(True, m)(feats(model, pairs, True)) for m in (1, 64))
     assert padded_gen["input_ids"].shape[1] % 64 == 0
     assert model.generate_candidates(gen) == model.generate_candidates(padded_gen)

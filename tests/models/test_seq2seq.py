@@ -9,7 +9,8 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 
 from lightning_summ import GenerationSettings, Seq2SeqSummarizer, SummarizationDataModule
 from lightning_summ.data.special_tokens import KNOWN_TAGS
-from lightning_summ.models.seq2seq import with_eos
+from lightning_summ.decoding.generate import SoftVoting
+from lightning_summ.processing import with_eos
 from lightning_summ.precision import PrecisionError
 
 TOKENIZER = "pkg://assets/quickstart-tokenizer"
@@ -22,7 +23,7 @@ DIALOGUE = "#Person1#: 내일 몇 시에 만날까요?\n#Person2#: 오후 세 �
 def tiny_model(**kwargs) -> Seq2SeqSummarizer:
     kwargs.setdefault("model_config", TINY_BART)
     model = Seq2SeqSummarizer(tokenizer=TOKENIZER, max_source_length=24, max_target_length=8, **kwargs)
-    model.register_tags(KNOWN_TAGS)
+    model.processor.fit_tags()
     model.configure_model()
     return model
 
@@ -35,11 +36,11 @@ def test_with_eos_truncates_but_keeps_the_end_marker():
 
 def test_encode_truncates_the_dialogue_and_summary_to_their_limits():
     model = tiny_model()
-    feat = model.encode(DIALOGUE * 5, "#Person1#과 #Person2#는 약속 시간을 정합니다. " * 4, for_generation=False)
+    feat = model.processor.encode(DIALOGUE * 5, "#Person1#과 #Person2#는 약속 시간을 정합니다. " * 4, for_generation=False)
     eos = model.tokenizer.eos_token_id
     assert len(feat["input_ids"]) == 24 and feat["input_ids"][-1] == eos
     assert len(feat["labels"]) == 8 and feat["labels"][-1] == eos
-    assert "labels" not in model.encode(DIALOGUE, None, for_generation=True)
+    assert "labels" not in model.processor.encode(DIALOGUE, None, for_generation=True)
 
 
 def test_tags_are_single_tokens_and_survive_decoding():
@@ -53,9 +54,9 @@ def test_tags_are_single_tokens_and_survive_decoding():
 
 def test_collator_pads_labels_with_ignore_index_and_loss_uses_label_smoothing():
     model = tiny_model()
-    feats = [dict(model.encode(d, s, False), index=i, fname=f"f{i}", references=[s])
+    feats = [dict(model.processor.encode(d, s, False), index=i, fname=f"f{i}", references=[s])
              for i, (d, s) in enumerate([(DIALOGUE, "요약"), ("#Person1#: 네.", "더 긴 요약 문장입니다.")])]
-    batch = model.collator(for_generation=False)(feats)
+    batch = model.processor.collator(for_generation=False)(feats)
     assert batch["labels"].shape == batch["input_ids"].shape[:1] + (max(len(f["labels"]) for f in feats),)
     assert (batch["labels"] == -100).any() and (batch["attention_mask"] == 0).any()
     torch.manual_seed(0)
@@ -68,8 +69,8 @@ def test_collator_pads_labels_with_ignore_index_and_loss_uses_label_smoothing():
 def test_generate_candidates_returns_scored_candidates_per_input():
     model = tiny_model(generation=GenerationSettings(num_beams=3, num_return_sequences=2, max_new_tokens=5))
     model.eval()
-    feats = [dict(model.encode(DIALOGUE, None, True), index=i, fname=f"f{i}", references=["x"]) for i in range(3)]
-    batch = model.collator(for_generation=True)(feats)
+    feats = [dict(model.processor.encode(DIALOGUE, None, True), index=i, fname=f"f{i}", references=["x"]) for i in range(3)]
+    batch = model.processor.collator(for_generation=True)(feats)
     cands = model.generate_candidates(batch)
     assert len(cands) == 3 and all(len(c) == 2 for c in cands)
     assert all(isinstance(t, str) and isinstance(s, float) and c[0][1] >= c[1][1] for c in cands for t, s in c)
@@ -107,7 +108,8 @@ def test_random_init_needs_a_model_type():
 def test_bf16_weights_with_fp16_grad_scaler_fail_at_fit_start(tmp_path):
     """The seed's crash, reproduced with the real module: refused with one line before any step."""
     model = Seq2SeqSummarizer(tokenizer=TOKENIZER, model_config=TINY_BART, dtype="bfloat16")
-    data = SummarizationDataModule(train_path="pkg://sample_data/train.csv", val_path="pkg://sample_data/dev.csv",
+    data = SummarizationDataModule(model.processor, train_path="pkg://sample_data/train.csv",
+                                   val_path="pkg://sample_data/dev.csv",
                                    batch_size=4)
     trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
@@ -122,7 +124,8 @@ def _fit_one_step(tmp_path, precision, plugins=None, **optim):
     from lightning_summ import OptimizerSettings
 
     model = Seq2SeqSummarizer(tokenizer=TOKENIZER, model_config=TINY_BART, optimizer=OptimizerSettings(**optim))
-    data = SummarizationDataModule(train_path="pkg://sample_data/train.csv", val_path="pkg://sample_data/dev.csv",
+    data = SummarizationDataModule(model.processor, train_path="pkg://sample_data/train.csv",
+                                   val_path="pkg://sample_data/dev.csv",
                                    batch_size=4)
     trainer = pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
@@ -148,19 +151,20 @@ def test_grad_scaler_with_clipping_uses_the_unfused_optimizer_or_refuses_fused(t
 
 
 def test_soft_voting_with_one_model_is_exactly_hf_beam_search():
-    from lightning_summ.models.soft_voting import soft_voting_beam_search
+    from lightning_summ.decoding.soft_voting import soft_voting_beam_search
 
     torch.manual_seed(0)
     model = tiny_model().eval()
     with torch.no_grad():  # a sharper random model: beams actually diverge
         for p in model.model.parameters():
             p.mul_(3)
-    feats = [dict(model.encode(d, None, True), index=i, fname=str(i), references=["x"])
+    feats = [dict(model.processor.encode(d, None, True), index=i, fname=str(i), references=["x"])
              for i, d in enumerate([DIALOGUE, "#Person1#: 네 알겠습니다.", DIALOGUE[:30]])]
-    batch = model.collator(True)(feats)
+    batch = model.processor.collator(True)(feats)
     gen = model.model.generation_config
     for kw in [dict(num_beams=4, max_new_tokens=12), dict(num_beams=4, max_new_tokens=8, num_return_sequences=2),
-               dict(num_beams=3, max_new_tokens=10, min_new_tokens=4, length_penalty=1.5, no_repeat_ngram_size=2)]:
+               dict(num_beams=3, max_new_tokens=10, min_new_tokens=4, length_penalty=1.5, no_repeat_ngram_size=2),
+               dict(num_beams=4, max_new_tokens=10, repetition_penalty=1.3)]:
         hf = model.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                   early_stopping=True, return_dict_in_generate=True, output_scores=True, **kw)
         ours = soft_voting_beam_search([model.model], batch["input_ids"], batch["attention_mask"],
@@ -179,16 +183,16 @@ def test_static_cache_gives_the_same_beam_search_and_is_refused_by_soft_voting()
                                                       static_cache=True)).eval()
     static.load_state_dict(dynamic.state_dict())
     assert static.generation.generate_kwargs()["cache_implementation"] == "static"
-    batch = static.collator(True)([dict(static.encode("#Person1#: 안녕하세요. 오늘 날씨 좋네요.", None, True),
+    batch = static.processor.collator(True)([dict(static.processor.encode("#Person1#: 안녕하세요. 오늘 날씨 좋네요.", None, True),
                                         index=0, fname="a", references=[""])])
     assert static.generate_candidates(batch) == dynamic.generate_candidates(batch)
-    static.members = [dynamic.model]
+    static.decoder = SoftVoting([dynamic.model])
     with pytest.raises(ValueError, match="static_cache"):
         static.generate_candidates(batch)
 
 
 def test_dynamic_cache_generation_on_cuda_avoids_cudnn_attention_and_static_keeps_it():
-    from lightning_summ.models.base import attention_for_generation
+    from lightning_summ.decoding.generate import attention_for_generation
 
     assert torch.backends.cuda.cudnn_sdp_enabled()
     with attention_for_generation(False, torch.device("cuda")):
