@@ -63,7 +63,7 @@ def main() -> None:
     results["soft voting (all folds, one beam search)"] = score(scratch / "soft.csv", args.dev)
 
     cli("predict", *common, "--ckpt_path", folds[0]["checkpoint"],
-        "--trainer.callbacks+=lightning_summ.tta.TestTimeAugmentation", "--trainer.callbacks.num_aug=3",
+        "--trainer.callbacks+=lightning_summ.callbacks.TestTimeAugmentation", "--trainer.callbacks.num_aug=3",
         '--trainer.callbacks.augmenters=["speaker_swap", "filler_removal", "sentence_split"]',
         f"--submission.output_path={scratch / 'tta.csv'}")
     results["fold 0 + TTA (3 views, MBR)"] = score(scratch / "tta.csv", args.dev)

@@ -25,16 +25,20 @@ from lightning_summ.data.datamodule import SummarizationDataModule
 
 def data_tags(train_path: str) -> list[str]:
     """The ``#Tag#`` tokens ours registers for this training file (the DataModule's own rule)."""
-    return SummarizationDataModule(train_path=train_path).tags()
+    from lightning_summ.processing import SummaryProcessor
+
+    return SummarizationDataModule(SummaryProcessor(), train_path=train_path).fit_processor().tags
 
 
 def prompt_formatter(args, settings: dict):
-    """Our causal module with the data's tags, used only to turn examples into token ids: both
-    sides then see the same prompts."""
-    from lightning_summ.models.causal import CausalLMSummarizer
+    """Our causal processor with the data's tags, used only to turn examples into token ids: both
+    sides then see the same prompts (the generation budget is our default max_new_tokens)."""
+    from lightning_summ.models.settings import GenerationSettings
+    from lightning_summ.processing import CausalProcessor
 
-    formatter = CausalLMSummarizer(pretrained=args.model_dir, max_length=settings["max_length"])
-    formatter.register_tags(data_tags(args.data))
+    formatter = CausalProcessor(args.model_dir, max_length=settings["max_length"],
+                                max_new_tokens=GenerationSettings().max_new_tokens)
+    formatter.fit_tags(extra=data_tags(args.data))
     return formatter
 
 
@@ -151,7 +155,7 @@ def _causal_model(args, settings: dict, training: bool):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = settings["lora"]
-    new_ids = list(range(formatter._base_vocab, len(tok)))  # the added #Tag# rows, as ours trains them
+    new_ids = formatter.new_token_ids()  # the added #Tag# rows, as ours trains them
     config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                         target_modules=lora["target_modules"], task_type="CAUSAL_LM",
                         trainable_token_indices={"embed_tokens": new_ids} if new_ids else None)

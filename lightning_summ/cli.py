@@ -24,11 +24,11 @@ from lightning.pytorch.cli import LightningCLI
 from lightning_summ.api.client import ApiError
 from lightning_summ.callbacks.submission_writer import SubmissionWriter
 from lightning_summ.data.datamodule import SummarizationDataModule
-from lightning_summ.data.readers import DataError
-from lightning_summ.models.base import SummarizerBase
+from lightning_summ.errors import UserError
+from lightning_summ.models.evaluation import SummaryEvaluationModule
 from lightning_summ.precision import PrecisionError, resolve_precision
 
-USER_ERRORS = (DataError, PrecisionError, FileExistsError, ApiError)
+USER_ERRORS = (UserError, PrecisionError, ApiError, FileExistsError)
 
 
 class SummarizationTrainer(Trainer):
@@ -45,7 +45,7 @@ class SummarizationTrainer(Trainer):
         super().__init__(precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
                          use_distributed_sampler=use_distributed_sampler, **kwargs)
 
-    def export(self, model: SummarizerBase, datamodule: SummarizationDataModule, ckpt_path: str, output_dir: str,
+    def export(self, model: SummaryEvaluationModule, datamodule: SummarizationDataModule, ckpt_path: str, output_dir: str,
                merge: bool = False) -> None:
         """Save a checkpoint in the format transformers/peft load: the whole model, or the LoRA adapter.
 
@@ -86,7 +86,7 @@ class SummarizationCLI(LightningCLI):
 
 def run_cli(args: Optional[list[str]] = None, run: bool = True) -> SummarizationCLI:
     return SummarizationCLI(
-        SummarizerBase, SummarizationDataModule, subclass_mode_model=True,
+        SummaryEvaluationModule, SummarizationDataModule, subclass_mode_model=True,
         trainer_class=SummarizationTrainer,
         trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                                      "init_args": {"save_dir": "logs", "name": "lightning_summ"}}},

@@ -188,8 +188,12 @@ class SummaryProcessor:
                                   f"there, {_short(current.get(key))} in this run ({_HINTS.get(key, _HINTS['*'])})")
 
 
+_PROMPT_HINT = ("the prompt differs: use the checkpoint's model.init_args.instruction, prompt_template, "
+                "use_chat_template, system_prompt and tokenizer")
 _HINTS = {
     "tags": "use the training config's data.train_path so the tag vocabularies match",
+    "prompt_prefix_ids": _PROMPT_HINT,
+    "prompt_suffix_ids": _PROMPT_HINT,
     "vocab_size": "use the tokenizer and data.train_path the checkpoint was trained with",
     "vocab_sha256": "use the tokenizer the checkpoint was trained with",
     "*": "use the settings the checkpoint was trained with",

@@ -1,14 +1,17 @@
-"""Test-time augmentation: the augmenters, and the callback through predict."""
+"""Test-time augmentation: the augmenters, the decoder wrapper, and the callback through predict."""
 
 from __future__ import annotations
 
 import json
 import random
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the string annotations here
 
-from lightning_summ.tta import build_augmenters, filler_removal, sentence_split, speaker_swap, swap_speakers
+from lightning_summ.augmenters import build_augmenters, filler_removal, sentence_split, speaker_swap, swap_speakers
+from lightning_summ.decoding.tta import TestTimeAugmentation as TTADecoder
+from lightning_summ.processing import SummaryProcessor
 
 DIALOGUE = ("#Person1#: 음, 내일 시간 괜찮아요? 같이 점심 먹어요.\n"
             "#Person2#: 어... 정말 좋아요. 제 번호는 #PhoneNumber#예요.")
@@ -45,19 +48,64 @@ def test_synonyms_come_from_the_lexicon_and_unknown_names_are_refused():
         build_augmenters(["back_translation"], "pkg://assets/tta_synonyms_ko.json")
 
 
-def test_tta_callback_decodes_every_view_and_picks_one(cli_run, tmp_path):
+class FirstTurn:
+    """A stand-in decoder: the first turn of each dialogue is its "summary" (score = its length)."""
+
+    name = "first_turn"
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, module, batch):
+        self.batches.append(list(batch["dialogue"]))
+        return [[(d.split("\n")[0], float(len(d)))] for d in batch["dialogue"]]
+
+
+def test_tta_wraps_any_decoder_maps_summaries_back_and_picks_the_consensus():
+    import torch
+
+    inner = FirstTurn()
+    module = SimpleNamespace(processor=SummaryProcessor(), device=torch.device("cpu"))
+    tta = TTADecoder(inner, build_augmenters(["speaker_swap", "filler_removal"], "pkg://assets/tta_synonyms_ko.json"),
+                     ["speaker_swap", "filler_removal"], num_aug=2, rouge_tokenizer="whitespace")
+    batch = {"dialogue": [DIALOGUE, "#Person1#: 네.\n#Person2#: 좋아요."], "fname": ["a", "b"],
+             "index": torch.tensor([7, 8])}
+    results = tta(module, batch)
+    # Three views decoded by the wrapped decoder: the original, speakers swapped, fillers removed.
+    assert inner.batches[0] == batch["dialogue"] and inner.batches[1][0].startswith("#Person2#: 음,")
+    assert inner.batches[2][0].startswith("#Person1#: 내일")
+    # The swapped view's "#Person2#: 음, ..." is mapped back to #Person1#: the plain and swapped views
+    # agree, so MBR picks their summary over the filler-free one.
+    texts = [t for t, _ in results[0]]
+    assert texts[0] == "#Person1#: 음, 내일 시간 괜찮아요? 같이 점심 먹어요." and len(texts) == 3
+    assert "#Person1#: 내일 시간 괜찮아요? 같이 점심 먹어요." in texts
+    assert tta.stats["rows"] == 2 and tta.stats["views"] == 6
+    assert tta.stats["rewritten:speaker_swap"] == 2 and tta.stats["rewritten:filler_removal"] == 1
+    assert tta.summary() == ("test-time augmentation: decoded 6 views of 2 dialogues (speaker_swap rewrote 2/2, "
+                             "filler_removal rewrote 1/2); MBR chose a summary that differs from the plain one "
+                             "for 0 of 2")
+
+
+def test_tta_callback_runs_in_predict_says_so_and_restores_the_decoder(cli_run, tmp_path, caplog):
+    from lightning_summ.callbacks import TestTimeAugmentation
+
     cli = cli_run("fit", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
                   "--model.init_args.evaluation.generate_every_n_epochs=1",
                   "--trainer.callbacks.init_args.every_n_epochs=1")
     best = cli.trainer.checkpoint_callback.best_model_path
-    cli_run("predict", "--ckpt_path", best, "--trainer.callbacks+=lightning_summ.tta.TestTimeAugmentation",
-            "--trainer.callbacks.num_aug=3",
-            '--trainer.callbacks.augmenters=["speaker_swap", "filler_removal", "sentence_split"]',
-            f"--submission.output_path={tmp_path}/tta.csv")
+    with caplog.at_level("INFO"):
+        predict = cli_run("predict", "--ckpt_path", best,
+                          "--trainer.callbacks+=lightning_summ.callbacks.TestTimeAugmentation",
+                          "--trainer.callbacks.num_aug=3", "--trainer.callbacks.rouge_tokenizer=whitespace",
+                          '--trainer.callbacks.augmenters=["speaker_swap", "filler_removal", "sentence_split"]',
+                          f"--submission.output_path={tmp_path}/tta.csv")
     rows = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
     assert len(rows) == 40 and all(len(r["candidates"]) == 4 for r in rows)  # original + 3 views
     assert all(r["summary"] == r["candidates"][0]["text"] for r in rows)
-    assert not hasattr(cli.model, "generate_candidates") or "generate_candidates" not in vars(cli.model)
+    (callback,) = [c for c in predict.trainer.callbacks if isinstance(c, TestTimeAugmentation)]
+    assert callback.last.stats["views"] == 160 and callback.last.stats["rewritten:speaker_swap"] == 40
+    assert predict.model.decoder.name == "generate"  # the wrapper is gone after the stage
+    assert "test-time augmentation: decoded 160 views of 40 dialogues" in caplog.text
 
 
 def test_llm_paraphrase_through_a_real_http_endpoint_keeps_structure_or_falls_back(tmp_path, monkeypatch):

@@ -9,7 +9,6 @@ output are new (``generated_tokens``) and add ``extra_generate_kwargs``. Decodin
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from typing import Optional
 
 import torch
@@ -37,13 +36,6 @@ class SummarizerBase(SummaryEvaluationModule):
         self.model = None  # built in configure_model, so that instantiating a config is cheap
         # Where configure_model puts the weights outside a Trainer (export, serve); a Trainer's win.
         self.inference_device, self.inference_precision = torch.device("cpu"), "32-true"
-
-    def _plain_hparams(self) -> None:
-        """Turn settings dataclasses in ``hparams`` into dicts (they are already dicts under the CLI):
-        TensorBoard can show them and checkpoints load with ``weights_only=True``."""
-        for key, value in list(self.hparams.items()):
-            if is_dataclass(value):
-                self.hparams[key] = asdict(value)
 
     @property
     def static_cache(self) -> bool:

@@ -9,6 +9,7 @@ and an optimizer, the API summarizer adds a client. Everything the Trainer sees 
 
 from __future__ import annotations
 
+from dataclasses import asdict, is_dataclass
 from typing import Optional
 
 import torch
@@ -31,6 +32,13 @@ class SummaryEvaluationModule(LightningModule):
         self.test_rouge = SummaryRouge(self.evaluation.rouge_tokenizer, self.evaluation.multi_ref)
         self._text_samples: list[tuple[str, str, str]] = []
         self._generated_this_epoch = False
+
+    def _plain_hparams(self) -> None:
+        """Turn settings dataclasses in ``hparams`` into dicts (they are already dicts under the CLI):
+        TensorBoard can show them and checkpoints load with ``weights_only=True``."""
+        for key, value in list(self.hparams.items()):
+            if is_dataclass(value):
+                self.hparams[key] = asdict(value)
 
     # -- decoding ---------------------------------------------------------------------------------
     static_cache = False  # trained models: generation.static_cache (keeps cuDNN attention)
