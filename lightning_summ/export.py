@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 
 from lightning_summ.errors import ConfigError
+from lightning_summ.models.evaluation import read_checkpoint
 
 
 def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge: bool = False,
@@ -56,6 +57,6 @@ def load_checkpoint(model, datamodule, ckpt_path, device: Optional[torch.device]
     model.inference_device, model.inference_precision = device or torch.device("cpu"), precision
     model.configure_model()
     if ckpt_path:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(ckpt_path)
         model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)

@@ -12,6 +12,7 @@ from conftest import CONFIGS, REPO
 from lightning_summ.cli import run_cli
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.models.base import SummarizerBase
+from lightning_summ.models.evaluation import SummaryEvaluationModule
 
 ALL_CONFIGS = sorted(CONFIGS.glob("*.yaml"))
 
@@ -30,6 +31,7 @@ def test_config_prints_and_instantiates(config, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     cli = run_cli(["--config", str(config)], run=False)  # builds model, data, trainer; loads no weights yet
-    assert isinstance(cli.model, SummarizerBase) and cli.model.model is None
-    assert isinstance(cli.datamodule, SummarizationDataModule)
-    assert cli.model.generation.max_new_tokens > 0
+    assert isinstance(cli.model, SummaryEvaluationModule)
+    assert isinstance(cli.datamodule, SummarizationDataModule) and cli.datamodule.processor is cli.model.processor
+    if isinstance(cli.model, SummarizerBase):  # trained models (the API summarizer has no network)
+        assert cli.model.model is None and cli.model.generation.max_new_tokens > 0

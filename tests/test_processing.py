@@ -22,7 +22,8 @@ LLAMA = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num
 
 
 def causal(**kwargs) -> CausalLMSummarizer:
-    model = CausalLMSummarizer(tokenizer=TOKENIZER, model_config=LLAMA, dtype="float32", max_length=256,
+    kwargs.setdefault("max_length", 256)
+    model = CausalLMSummarizer(tokenizer=TOKENIZER, model_config=LLAMA, dtype="float32",
                                lora=LoraSettings(r=2, alpha=4, dropout=0.0), **kwargs)
     model.processor.fit_tags()
     model.configure_model()

@@ -93,6 +93,11 @@ def pad_left(seqs: Sequence[Sequence[int]], value: int, multiple: int = 1) -> to
     return torch.tensor([[value] * (width - len(s)) + list(s) for s in seqs], dtype=torch.long)
 
 
+def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that start at 0 on the first real token of each left-padded row (as ``generate`` does)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def collate_metadata(features: list[dict]) -> dict:
     """The non-tensor part every batch carries: row index, fname, references, dialogue text (for
     test-time augmentation, which re-encodes modified dialogues)."""

@@ -25,6 +25,8 @@ from transformers import (DynamicCache, EncoderDecoderCache, ForcedBOSTokenLogit
                           ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
                           NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor)
 
+from lightning_summ.data.batching import position_ids_for
+
 
 def cache_argument(model) -> str:
     """The name of ``forward``'s key/value cache argument: transformers 5.x renames
@@ -95,7 +97,7 @@ class _DecoderOnly:
     def __call__(self, sequences: torch.Tensor) -> list[torch.Tensor]:
         if self.mask.shape[1] < sequences.shape[1]:
             self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
-        positions = (self.mask.long().cumsum(-1) - 1).clamp(min=0)
+        positions = position_ids_for(self.mask)
         logits = []
         for i, model in enumerate(self.models):
             first = self.caches[i].get_seq_length() == 0

@@ -16,7 +16,7 @@ from transformers import get_scheduler
 
 from lightning_summ.decoding.generate import Generate, SoftVoting
 from lightning_summ.errors import ConfigError
-from lightning_summ.models.evaluation import SummaryEvaluationModule
+from lightning_summ.models.evaluation import SummaryEvaluationModule, read_checkpoint
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
 from lightning_summ.precision import PrecisionError, check_trainable_dtypes, uses_grad_scaler
 from lightning_summ.processing import SummaryProcessor
@@ -82,7 +82,7 @@ class SummarizerBase(SummaryEvaluationModule):
             self.processor.fit_tags()  # no training file given: the known tags only (a checkpoint verifies)
         self.model = self.build_model()  # sized for len(self.tokenizer), tags included
         for path in self.ensemble_checkpoints:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            checkpoint = read_checkpoint(path)
             self.on_load_checkpoint(checkpoint)  # same processor (and adapters), or a clear error
             member = self.build_model()
             member.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items()

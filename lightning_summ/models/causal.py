@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
+from lightning_summ.data.batching import position_ids_for
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.base import SummarizerBase
@@ -32,11 +33,6 @@ from lightning_summ.models.peft_setup import apply_lora, quantization_config
 from lightning_summ.models.settings import (EvaluationSettings, GenerationSettings, LoraSettings, OptimizerSettings,
                                             QuantizationSettings)
 from lightning_summ.processing import CausalProcessor
-
-
-def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that start at 0 on the first real token of each left-padded row (as ``generate`` does)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 class CausalLMSummarizer(SummarizerBase):

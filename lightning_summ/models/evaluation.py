@@ -136,6 +136,21 @@ class SummaryEvaluationModule(LightningModule):
                               f"{len(self.processor.tags or [])}; use the training config's data.train_path")
 
 
+def read_checkpoint(path) -> dict:
+    """A checkpoint written by ``fit``, as a dict (tensors on the CPU), or a one-line error."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, garbage or another program's file: torch's messages are pages long
+        raise ConfigError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError(f"{path}: not a lightning_summ checkpoint (no state_dict)")
+    return checkpoint
+
+
 def select_rows(batch: dict, rows: list[int]) -> dict:
     """The sub-batch of ``rows`` (tensors indexed, lists picked)."""
     out = {}

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_summ.data.special_tokens import KNOWN_TAGS
 from lightning_summ.errors import ConfigError
-from lightning_summ.models.causal import CausalLMSummarizer, position_ids_for
+from lightning_summ.data.batching import position_ids_for
+from lightning_summ.models.causal import CausalLMSummarizer
 from lightning_summ.models.settings import GenerationSettings, LoraSettings, QuantizationSettings
 
 TOKENIZER = "pkg://assets/quickstart-tokenizer"

@@ -8,7 +8,6 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 
 from lightning_summ import GenerationSettings, Seq2SeqSummarizer, SummarizationDataModule
-from lightning_summ.data.special_tokens import KNOWN_TAGS
 from lightning_summ.decoding.generate import SoftVoting
 from lightning_summ.processing import with_eos
 from lightning_summ.precision import PrecisionError
