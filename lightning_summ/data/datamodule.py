@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader
 
 from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
 from lightning_summ.data.readers import DataError, Example, read_examples
-from lightning_summ.data.special_tokens import find_tags, tag_vocabulary
 from lightning_summ.paths import resolve_path
+from lightning_summ.tags import find_tags, tag_vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from transformers import get_scheduler
 
-from lightning_summ.data.special_tokens import add_tags_to_tokenizer
 from lightning_summ.metrics.rouge import SummaryRouge
 from lightning_summ.models.loading import load_tokenizer
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
 from lightning_summ.models.soft_voting import soft_voting_beam_search
 from lightning_summ.precision import PrecisionError, check_trainable_dtypes, uses_grad_scaler
+from lightning_summ.tags import add_tags_to_tokenizer
 
 Candidates = list[tuple[str, float]]  # (text, mean log-probability per generated token), best first
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_summ.data.special_tokens import KNOWN_TAGS
+from lightning_summ.tags import KNOWN_TAGS
 from lightning_summ.models.causal import CausalLMSummarizer, position_ids_for
 from lightning_summ.models.settings import GenerationSettings, LoraSettings, QuantizationSettings
 

@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 
 from lightning_summ import GenerationSettings, Seq2SeqSummarizer, SummarizationDataModule
-from lightning_summ.data.special_tokens import KNOWN_TAGS
+from lightning_summ.tags import KNOWN_TAGS
 from lightning_summ.models.seq2seq import with_eos
 from lightning_summ.precision import PrecisionError
 
