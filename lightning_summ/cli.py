@@ -25,10 +25,24 @@ from lightning_summ.api.client import ApiError
 from lightning_summ.callbacks.submission_writer import SubmissionWriter
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.data.readers import DataError
+from lightning_summ.errors import UserError
 from lightning_summ.models.base import SummarizerBase
 from lightning_summ.precision import PrecisionError, resolve_precision
 
-USER_ERRORS = (DataError, PrecisionError, FileExistsError, ApiError)
+USER_ERRORS = (UserError, DataError, PrecisionError, FileExistsError, ApiError)
+
+
+def user_error_behind(error: BaseException) -> Optional[UserError]:
+    """The :class:`UserError` that ``error`` wraps, if any. jsonargparse turns an exception raised while
+    it instantiates a class of the config (a settings check) into a multi-line ``ValueError``
+    ("Does not validate against any of the Union subtypes ..."), chained with ``raise ... from``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__
+    return None
 
 
 class SummarizationTrainer(Trainer):
@@ -68,6 +82,15 @@ class SummarizationCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # The writer is always attached: `predict` writes a submission, other stages ignore it.
         parser.add_lightning_class_args(SubmissionWriter, "submission")
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as e:
+            user_error = user_error_behind(e)
+            if user_error is None:
+                raise
+            raise user_error from None  # its own one line, not jsonargparse's wrapping
 
     def _parse_ckpt_path(self) -> None:
         # Lightning lets a checkpoint's hparams override the model config, command line included;
