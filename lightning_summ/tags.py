@@ -47,4 +47,5 @@ def tag_vocabulary(found: Iterable[str] = (), extra: Iterable[str] = ()) -> list
 def add_tags_to_tokenizer(tokenizer, tags: Iterable[str]) -> int:
     """Add ``tags`` as atomic, non-special tokens; returns how many were new."""
     new = [t for t in tags if t not in tokenizer.get_vocab()]
-    return tokenizer.add_tokens([AddedToken(t, single_word=False, lstrip=False, rstrip=False, normalized=False) for t in new])
+    return tokenizer.add_tokens([AddedToken(t, single_word=False, lstrip=False, rstrip=False, normalized=False)
+                                 for t in new])

@@ -35,6 +35,8 @@ class _OnlyWhenComputed:
     _seen_monitor = False
 
     def _forget_previous_value(self, trainer) -> None:
+        # ``trainer.callback_metrics`` is the logger connector's own dict, which Lightning only ever
+        # updates (and clears at fit start): popping the key is what makes "present" mean "logged now".
         if self.monitor is not None:
             trainer.callback_metrics.pop(self.monitor, None)
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import QUICKSTART
 from lightning_summ.callbacks.checkpoint import GenerationCheckpoint, GenerationEarlyStopping
 
 
@@ -45,7 +46,8 @@ def test_lightning_checkpoint_fails_when_the_metric_skips_epochs(tmp_path):
         _trainer(tmp_path, 4, stock).fit(EveryNthEpochScore(2, [0.1, 0.2]))
 
 
-@pytest.mark.parametrize("n, scores, best_epoch", [(2, [0.3, 0.7, 0.5], 3), (3, [0.6, 0.2], 2), (1, [0.1, 0.9, 0.4], 1)])
+@pytest.mark.parametrize("n, scores, best_epoch",
+                         [(2, [0.3, 0.7, 0.5], 3), (3, [0.6, 0.2], 2), (1, [0.1, 0.9, 0.4], 1)])
 def test_checkpoints_only_epochs_that_computed_the_metric(tmp_path, n, scores, best_epoch):
     model = EveryNthEpochScore(n, scores)
     every = GenerationCheckpoint(dirpath=tmp_path / "all", monitor="val/score", mode="max", save_top_k=-1,
@@ -90,11 +92,12 @@ def _rouge_per_generating_epoch(log_dir: Path) -> list[float]:
 @pytest.mark.parametrize("n", [2, 3])
 def test_quickstart_checkpoint_and_early_stopping_follow_the_generation_cadence(cli_run, tmp_path, monkeypatch, n):
     monkeypatch.setattr(sys, "argv", ["lightning_summ"])  # pytest's own arguments are not the CLI's
+    # The shipped callbacks plus early stopping, as a second --config (a list option is replaced whole).
+    callbacks = yaml.safe_load(QUICKSTART.read_text())["trainer"]["callbacks"]
+    callbacks.append({"class_path": "lightning_summ.callbacks.checkpoint.GenerationEarlyStopping",
+                      "init_args": {"monitor": "val/rouge_mean", "mode": "max", "patience": 5}})
     extra = tmp_path / "early_stopping.yaml"
-    callbacks = yaml.safe_load((Path(__file__).parents[2] / "configs" / "quickstart.yaml").read_text())["trainer"]
-    callbacks["callbacks"].append({"class_path": "lightning_summ.callbacks.checkpoint.GenerationEarlyStopping",
-                                   "init_args": {"monitor": "val/rouge_mean", "mode": "max", "patience": 5}})
-    extra.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks["callbacks"]}}))
+    extra.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
     cli = cli_run("fit", "--config", str(extra), "--trainer.max_epochs=4", "--trainer.limit_train_batches=2",
                   "--trainer.limit_val_batches=1",
                   f"--model.init_args.evaluation.generate_every_n_epochs={n}",
