@@ -153,13 +153,15 @@ TAGGED = {
 
 
 @pytest.mark.parametrize("text", TAGGED)
-def test_rouge_tokenizers_keep_exactly_the_vocabulary_tags_whole(text):
+def test_vocabulary_rouge_and_tta_see_the_same_tags(text):
     expected = TAGGED[text]
     assert TAG_PATTERN.findall(text) == expected and find_tags([text]) == set(expected)
     for name in ("morpheme", "char"):  # a tag is one token, and nothing else is a tag
         assert [t for t in tokenize(text, name) if TAG_PATTERN.fullmatch(t)] == expected, name
     # whitespace: str.split() never breaks a tag (a tag has no whitespace); a glued particle stays attached.
     assert [tag for token in tokenize(text, "whitespace") for tag in TAG_PATTERN.findall(token)] == expected
+    # TTA's paraphrase check compares the masks (every tag but the speakers #PersonN#), sorted.
+    assert _structure(text)[1] == sorted(t for t in expected if not t.startswith("#Person"))
 
 
 def test_tta_structure_sees_the_vocabulary_tags():
@@ -173,8 +175,8 @@ def test_tta_structure_sees_the_vocabulary_tags():
 def test_every_tag_rouge_counts_is_one_vocabulary_token(tokenizer):
     texts = list(TAGGED)
     add_tags_to_tokenizer(tokenizer, tag_vocabulary(find_tags(texts)))
-    for text in texts:
-        for name in ("morpheme", "char"):
-            for token in tokenize(text, name):
-                if TAG_PATTERN.fullmatch(token):
-                    assert tokenizer.tokenize(token) == [token], (name, token)
+    counted = {t for text in texts for name in ("morpheme", "char") for t in tokenize(text, name)
+               if TAG_PATTERN.fullmatch(t)}
+    assert counted == {"#사람#", "#Person1#", "#Person2#", "#PhoneNumber#", "#Address#", "#Custom_Tag2#"}
+    for tag in counted:
+        assert tokenizer.tokenize(tag) == [tag]
