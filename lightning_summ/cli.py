@@ -32,13 +32,13 @@ from lightning_summ.precision import PrecisionError, resolve_precision
 USER_ERRORS = (UserError, DataError, PrecisionError, FileExistsError, ApiError)
 
 
-def user_error_behind(error: BaseException) -> Optional[UserError]:
-    """The :class:`UserError` that ``error`` wraps, if any. jsonargparse turns an exception raised while
-    it instantiates a class of the config (a settings check) into a multi-line ``ValueError``
-    ("Does not validate against any of the Union subtypes ..."), chained with ``raise ... from``."""
+def user_error_behind(error: Optional[BaseException]) -> Optional[BaseException]:
+    """The user error (one of ``USER_ERRORS``) that ``error`` wraps, if any. jsonargparse turns an
+    exception raised while it instantiates a class of the config (a settings check) into a multi-line
+    ``ValueError`` ("Does not validate against any of the Union subtypes ..."), chained with ``from``."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, UserError):
+        if isinstance(error, USER_ERRORS):
             return error
         seen.add(id(error))
         error = error.__cause__
