@@ -142,7 +142,7 @@ def materialize_seq2seq(args, config: dict) -> dict:
     disk, so both sides load identical weights and can be compared text for text."""
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from lightning_summ.data.special_tokens import add_tags_to_tokenizer
+    from lightning_summ.tags import add_tags_to_tokenizer
 
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     add_tags_to_tokenizer(tok, hf_side.data_tags(args.data))

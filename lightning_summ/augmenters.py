@@ -23,13 +23,14 @@ from typing import Callable, Optional
 
 from lightning_summ.errors import ConfigError
 from lightning_summ.paths import resolve_path
+from lightning_summ.tags import TAG_PATTERN
 
 Augmented = tuple[str, Callable[[str], str]]  # (rewritten dialogue, map a summary back to the original's terms)
 Augmenter = Callable[[str, random.Random], Augmented]
 _identity = lambda text: text  # noqa: E731
 _FILLER = re.compile(r"(?:(?<=: )|(?<=\s)|^)(?:음+|어+|아+|흠+|에이|저기|그러니까|뭐|있잖아|그게)(?:\.{2,}|…|,)\s*")
 _SENTENCE_END = re.compile(r"(?<=[^.][.?!])\s+(?=\S)")  # not after an ellipsis
-_TURN = re.compile(r"^(#\w+#):\s*(.*)$")
+_TURN = re.compile(rf"^({TAG_PATTERN.pattern}):\s*(.*)$")
 
 
 def swap_speakers(text: str) -> str:
@@ -79,7 +80,7 @@ PARAPHRASE_INSTRUCTION = (
 
 def _structure(dialogue: str) -> tuple[list[str], list[str]]:
     speakers = [m.group(1) for line in dialogue.split("\n") if (m := _TURN.match(line))]
-    masks = sorted(t for t in re.findall(r"#\w+#", dialogue) if not t.startswith("#Person"))
+    masks = sorted(t for t in TAG_PATTERN.findall(dialogue) if not t.startswith("#Person"))
     return speakers, masks
 
 

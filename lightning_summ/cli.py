@@ -31,6 +31,19 @@ from lightning_summ.precision import PrecisionError, resolve_precision
 USER_ERRORS = (UserError, PrecisionError, ApiError, FileExistsError)
 
 
+def user_error_behind(error: Optional[BaseException]) -> Optional[BaseException]:
+    """The user error (one of ``USER_ERRORS``) that ``error`` wraps, if any. jsonargparse turns an
+    exception raised while it instantiates a class of the config (a settings check) into a multi-line
+    ``ValueError`` ("Does not validate against any of the Union subtypes ..."), chained with ``from``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, USER_ERRORS):
+            return error
+        seen.add(id(error))
+        error = error.__cause__
+    return None
+
+
 class SummarizationTrainer(Trainer):
     """Lightning's ``Trainer`` with two different defaults.
 
@@ -70,6 +83,15 @@ class SummarizationCLI(LightningCLI):
         # The model builds the processor from its settings; the DataModule encodes with the same object.
         parser.link_arguments("model", "data.processor", compute_fn=lambda model: model.processor,
                               apply_on="instantiate")
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as e:
+            user_error = user_error_behind(e)
+            if user_error is None:
+                raise
+            raise user_error from None  # its own one line, not jsonargparse's wrapping
 
     def _parse_ckpt_path(self) -> None:
         # Lightning lets a checkpoint's hparams override the model config, command line included;

@@ -135,7 +135,7 @@ def test_export_adapter_loads_with_peft_and_merge_gives_the_same_logits(tmp_path
 def test_predict_with_device_map_offloading_matches_the_plain_model(tmp_path, monkeypatch, capsys):
     """A model bigger than the device: accelerate places (here: offloads) the weights and Lightning
     must not move them; the summaries equal those of the same model loaded normally."""
-    from lightning_summ.data.special_tokens import KNOWN_TAGS, add_tags_to_tokenizer
+    from lightning_summ.tags import KNOWN_TAGS, add_tags_to_tokenizer
 
     model_dir = tiny_pretrained(tmp_path / "model", "qwen3-4b.json", chat=True)
     tok = AutoTokenizer.from_pretrained(model_dir)  # an exported (merged) model already holds the tags

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from conftest import CONFIGS, REPO
+from lightning_summ.callbacks.checkpoint import GenerationCheckpoint, GenerationEarlyStopping
 from lightning_summ.cli import run_cli
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.models.base import SummarizerBase
@@ -35,3 +37,10 @@ def test_config_prints_and_instantiates(config, tmp_path, monkeypatch):
     assert isinstance(cli.datamodule, SummarizationDataModule) and cli.datamodule.processor is cli.model.processor
     if isinstance(cli.model, SummarizerBase):  # trained models (the API summarizer has no network)
         assert cli.model.model is None and cli.model.generation.max_new_tokens > 0
+    # ROUGE exists only on epochs that generate: whatever watches it must be one of our callbacks.
+    rouge_watchers = [cb for cb in cli.trainer.callbacks
+                      if isinstance(cb, (ModelCheckpoint, EarlyStopping)) and cb.monitor == "val/rouge_mean"]
+    assert all(isinstance(cb, (GenerationCheckpoint, GenerationEarlyStopping)) for cb in rouge_watchers), rouge_watchers
+    if config.name != "solar-api.yaml":  # the API model is not trained
+        assert isinstance(cli.trainer.checkpoint_callback, GenerationCheckpoint)
+        assert cli.trainer.checkpoint_callback.monitor == "val/rouge_mean"

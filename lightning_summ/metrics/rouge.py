@@ -11,18 +11,23 @@ Why not stock ROUGE: rouge-score's default tokenizer and torchmetrics' default n
 * ``whitespace`` — ``str.split()``, token parity with the ``rouge`` package of the competition baseline;
 * ``char`` — every non-space character.
 
-Special tokens such as ``#Person1#`` or ``#PhoneNumber#`` are never split by any tokenizer. Text is
-compared exactly as given: no lower-casing, no stemming (Korean has no case; English "The" != "the").
-ROUGE-N and ROUGE-L follow rouge-score's ``rouge1``/``rouge2``/``rougeL`` definitions exactly
-(``rougeL`` is the LCS over the whole token sequence, not the newline-split ``rougeLsum``).
+Tags (``#Person1#``, ``#PhoneNumber#``, ``#사람#``: :data:`lightning_summ.tags.TAG_PATTERN`, the
+rule the vocabulary uses) are never split by any tokenizer. Text is compared exactly as given: no
+lower-casing, no stemming (Korean has no case; English "The" != "the").
+
+The tokens are ours; the counting is rouge-score's: its ``RougeScorer`` (``rouge1``/``rouge2``/
+``rougeL``, the LCS over the whole token sequence, not the newline-split ``rougeLsum``) is handed
+our token lists through its ``tokenizer`` slot. Multi-reference ``mean``/``max`` is ours (rouge-score
+has only ``max``, as ``score_multi``). Measured on 10,000 Korean pairs (competition dev summaries,
+whitespace tokens, ~15 per text; one CPU core): rouge-score's arithmetic 0.66 s, the hand-written
+n-gram/LCS code it replaced 0.45 s, the whitespace split itself 0.04 s: a difference of 0.02 ms per
+pair does not justify a second implementation.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
-import re
-from collections import Counter
 from pathlib import Path
 from typing import Literal, Optional, Sequence, Union
 
@@ -30,10 +35,10 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from lightning_summ.tags import TAG_PATTERN
+
 TOKENIZERS = ("morpheme", "whitespace", "char")
 MULTI_REF = ("mean", "max")
-# Anonymisation tags of DialogSum-ko: #Person1#, #PhoneNumber#, #Address#, ...
-SPECIAL_TOKEN = re.compile(r"#\w+#")
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,14 +59,14 @@ def tokenize(text: str, tokenizer: str = "morpheme") -> list[str]:
         # Kiwi would split "#Person1#" into "#Person1" + "#"; splitting the text around the tags
         # instead would cut "는" off its context (Kiwi then reads it as 늘+ㄴ). Pre-tokenising the tag
         # spans as proper nouns keeps them whole and lets the following particle be analysed right.
-        spans = [(m.start(), m.end(), "NNP") for m in SPECIAL_TOKEN.finditer(text)]
+        spans = [(m.start(), m.end(), "NNP") for m in TAG_PATTERN.finditer(text)]
         return [t.form for t in _kiwi().tokenize(text, pretokenized=spans)]
     if tokenizer == "whitespace":
         return text.split()
     if tokenizer == "char":
         tokens: list[str] = []
         pos = 0
-        for m in SPECIAL_TOKEN.finditer(text):
+        for m in TAG_PATTERN.finditer(text):
             tokens += [c for c in text[pos : m.start()] if not c.isspace()]
             tokens.append(m.group())
             pos = m.end()
@@ -69,37 +74,36 @@ def tokenize(text: str, tokenizer: str = "morpheme") -> list[str]:
     raise ValueError(f"unknown tokenizer {tokenizer!r}; choose one of: {', '.join(TOKENIZERS)}")
 
 
-def _f1(matches: int, n_pred: int, n_ref: int) -> float:
-    # Same arithmetic as rouge-score (precision/recall, then 2PR/(P+R)) so results agree to the last bit.
-    precision = matches / max(n_pred, 1)
-    recall = matches / max(n_ref, 1)
-    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+class _GivenTokens:
+    """rouge-score's tokenizer slot, handed token lists we made: its scorer then only counts."""
+
+    @staticmethod
+    def tokenize(tokens: Sequence[str]) -> list[str]:
+        return list(tokens)
+
+
+@functools.lru_cache(maxsize=None)
+def _scorer(*rouge_types: str):
+    # rouge-score imports nltk (~1 s): only when something is scored.
+    from rouge_score.rouge_scorer import RougeScorer
+
+    return RougeScorer(list(rouge_types), tokenizer=_GivenTokens())
 
 
 def rouge_n(pred: Sequence[str], ref: Sequence[str], n: int) -> float:
-    """ROUGE-N F1 on token lists: clipped n-gram overlap (rouge-score's ``rouge{n}``)."""
-    pred_ngrams = Counter(tuple(pred[i : i + n]) for i in range(len(pred) - n + 1))
-    ref_ngrams = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
-    matches = sum((pred_ngrams & ref_ngrams).values())
-    return _f1(matches, sum(pred_ngrams.values()), sum(ref_ngrams.values()))
+    """ROUGE-N F1 on token lists: clipped n-gram overlap (rouge-score's ``rouge{n}``, n in 1..9)."""
+    return _scorer(f"rouge{n}").score(ref, pred)[f"rouge{n}"].fmeasure
 
 
 def rouge_l(pred: Sequence[str], ref: Sequence[str]) -> float:
     """ROUGE-L F1 on token lists: longest common subsequence of the whole sequences (``rougeL``)."""
-    if not pred or not ref:
-        return 0.0
-    # One-row dynamic programme: O(len(pred)) memory instead of rouge-score's full table.
-    prev = [0] * (len(pred) + 1)
-    for r in ref:
-        cur = [0]
-        for j, p in enumerate(pred):
-            cur.append(prev[j] + 1 if r == p else max(prev[j + 1], cur[j]))
-        prev = cur
-    return _f1(prev[-1], len(pred), len(ref))
+    return _scorer("rougeL").score(ref, pred)["rougeL"].fmeasure
 
 
 def _score_tokens(pred: list[str], refs: list[list[str]], multi_ref: str) -> tuple[float, float, float]:
-    per_ref = [(rouge_n(pred, r, 1), rouge_n(pred, r, 2), rouge_l(pred, r)) for r in refs]
+    types = ("rouge1", "rouge2", "rougeL")
+    scored = [_scorer(*types).score(r, pred) for r in refs]  # rouge-score takes (target, prediction)
+    per_ref = [[s[t].fmeasure for t in types] for s in scored]
     reduce = max if multi_ref == "max" else (lambda xs: sum(xs) / len(xs))
     # Each of R1, R2, RL is reduced on its own (as rouge-score's score_multi picks per type).
     return tuple(reduce([s[k] for s in per_ref]) for k in range(3))  # type: ignore[return-value]

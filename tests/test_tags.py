@@ -1,11 +1,14 @@
-"""``#Tag#`` tokens: found in text, deterministic vocabulary, atomic in the tokenizer, kept on decode."""
+"""``#Tag#`` tokens: found in text, deterministic vocabulary, atomic in the tokenizer, kept on decode, and
+the same tags for the vocabulary, ROUGE's tokenizers and TTA's structure check."""
 
 from __future__ import annotations
 
 import pytest
 
-from lightning_summ.data.special_tokens import KNOWN_TAGS, add_tags_to_tokenizer, find_tags, tag_vocabulary
 from lightning_summ.data.tokenizer_training import train_bpe_tokenizer
+from lightning_summ.metrics.rouge import tokenize
+from lightning_summ.tags import KNOWN_TAGS, TAG_PATTERN, add_tags_to_tokenizer, find_tags, tag_vocabulary
+from lightning_summ.augmenters import _structure
 
 # Written for these tests.
 SENTENCES = [
@@ -39,13 +42,14 @@ def test_find_tags_finds_speaker_and_mask_tags():
         "#Person1#: 제 번호는 #PhoneNumber#이고, 주소는 #Address#예요.",
         "#Person2#:네,#Email#로 보낼게요.#Person1#와#Person2#",
         "차량 번호 #CarNumber#. 사용자 정의 #Custom_Tag2#",
+        "#사람#은 #화자_2#에게 말했다",  # letters of any script: Korean tags are tags too
     ]
     assert find_tags(texts) == {"#Person1#", "#Person2#", "#PhoneNumber#", "#Address#", "#Email#",
-                                "#CarNumber#", "#Custom_Tag2#"}
+                                "#CarNumber#", "#Custom_Tag2#", "#사람#", "#화자_2#"}
 
 
-@pytest.mark.parametrize("text", ["#", "##", "# 1 #", "#1#", "# Person1 #", "#Person 1#", "#_x#", "번호 #123#", "#사람#",
-                                  "#Person1", "Person1#", ""])
+@pytest.mark.parametrize("text", ["#", "##", "# #", "# 1 #", "#1#", "# Person1 #", "#Person 1#", "#_x#", "번호 #123#",
+                                  "#1사람#", "#Person1", "Person1#", ""])
 def test_find_tags_ignores_non_tags(text):
     assert find_tags([text]) == set()
 
@@ -135,3 +139,44 @@ def test_saved_tokenizer_keeps_added_tags(tokenizer, tmp_path):
     assert reloaded(text)["input_ids"] == tokenizer(text)["input_ids"]
     assert reloaded.tokenize("#Address#") == ["#Address#"]
     assert reloaded.decode(reloaded(text)["input_ids"], skip_special_tokens=True) == text
+
+
+# -- one rule for every consumer ------------------------------------------------------------------
+
+# Each text with the tags in it, in order: what the vocabulary, ROUGE and TTA must all see.
+TAGGED = {
+    "#사람#은 #Person1#는 왔다": ["#사람#", "#Person1#"],
+    "#Person1#는 #PhoneNumber#로 전화했다.#Address#": ["#Person1#", "#PhoneNumber#", "#Address#"],
+    "## #1# # # #_x# #Person 1# 번호 #123#": [],
+    "#Person1##Person2#와 #Custom_Tag2#": ["#Person1#", "#Person2#", "#Custom_Tag2#"],
+}
+
+
+@pytest.mark.parametrize("text", TAGGED)
+def test_vocabulary_rouge_and_tta_see_the_same_tags(text):
+    expected = TAGGED[text]
+    assert TAG_PATTERN.findall(text) == expected and find_tags([text]) == set(expected)
+    for name in ("morpheme", "char"):  # a tag is one token, and nothing else is a tag
+        assert [t for t in tokenize(text, name) if TAG_PATTERN.fullmatch(t)] == expected, name
+    # whitespace: str.split() never breaks a tag (a tag has no whitespace); a glued particle stays attached.
+    assert [tag for token in tokenize(text, "whitespace") for tag in TAG_PATTERN.findall(token)] == expected
+    # TTA's paraphrase check compares the masks (every tag but the speakers #PersonN#), sorted.
+    assert _structure(text)[1] == sorted(t for t in expected if not t.startswith("#Person"))
+
+
+def test_tta_structure_sees_the_vocabulary_tags():
+    dialogue = "#사람#: 안녕하세요. #Address#로 가요.\n#Person2#: 네, #PhoneNumber#로 #1# 전화할게요.\n## 메모"
+    speakers, masks = _structure(dialogue)
+    assert speakers == ["#사람#", "#Person2#"]
+    assert masks == ["#Address#", "#PhoneNumber#", "#사람#"]  # every tag but #PersonN#, sorted; not "#1#"
+    assert set(speakers) | set(masks) == find_tags([dialogue])
+
+
+def test_every_tag_rouge_counts_is_one_vocabulary_token(tokenizer):
+    texts = list(TAGGED)
+    add_tags_to_tokenizer(tokenizer, tag_vocabulary(find_tags(texts)))
+    counted = {t for text in texts for name in ("morpheme", "char") for t in tokenize(text, name)
+               if TAG_PATTERN.fullmatch(t)}
+    assert counted == {"#사람#", "#Person1#", "#Person2#", "#PhoneNumber#", "#Address#", "#Custom_Tag2#"}
+    for tag in counted:
+        assert tokenizer.tokenize(tag) == [tag]
