@@ -182,7 +182,7 @@ class SummaryProcessor:
     def verify(self, saved: dict, source: str = "the checkpoint") -> None:
         """Refuse ``saved`` (a checkpoint's processor state) if it differs from this processor's."""
         current = self.state()
-        for key in saved.keys() | current.keys():
+        for key in [*current, *(k for k in saved if k not in current)]:  # a stable order: the first difference
             if saved.get(key) != current.get(key):
                 raise ConfigError(f"{source} was made with a different processor: {key} = {_short(saved.get(key))} "
                                   f"there, {_short(current.get(key))} in this run ({_HINTS.get(key, _HINTS['*'])})")
