@@ -250,9 +250,6 @@ class ApiSummarizer(SummarizerBase):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._score_batch(batch, self.test_rouge, None)
 
-    def _should_generate(self) -> bool:
-        return True
-
     @torch.no_grad()
     def generate_candidates(self, batch: dict) -> list[Candidates]:
         return [[(s, 0.0)] for s in self.client.summarize(batch["dialogue"])]  # APIs give no log-probs: 0.0
