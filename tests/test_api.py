@@ -205,11 +205,17 @@ def test_a_retry_after_of_an_hour_is_not_waited_for(tmp_path, monkeypatch):
 
 def test_timeouts_are_retried_then_fail_with_one_clear_line(trained, tmp_path, monkeypatch):
     monkeypatch.setenv("LS_TEST_KEY", SECRET)
-    app = create_app(trained["module"], max_batch_size=64, max_wait_ms=1500)  # slower than the client waits
+    app = create_app(trained["module"], max_wait_ms=1)
+    # No timing assumption: nothing is decoded until the client has given up.
+    gave_up, decode = threading.Event(), app.state.batcher.summarize_batch
+    app.state.batcher.summarize_batch = lambda *args: (gave_up.wait(20), decode(*args))[1]
     with serving(app) as url:
         api = client(url, tmp_path, timeout=0.2, max_retries=1)  # openai waits 0.375-0.5 s before the retry
-        with pytest.raises(ApiError, match="gave up after 2 attempts \\(APITimeoutError\\)") as err:
-            api.summarize(dialogues(1))
+        try:
+            with pytest.raises(ApiError, match="gave up after 2 attempts \\(APITimeoutError\\)") as err:
+                api.summarize(dialogues(1))
+        finally:
+            gave_up.set()
     assert app.state.batcher.stats["requests"] == 2 and api.usage["retries"] == 1
     assert "\n" not in str(err.value)
 

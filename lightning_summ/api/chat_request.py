@@ -155,8 +155,8 @@ def _dialogue(messages: Any) -> str:
                                     f"{_json_kind(message)}", param=f"messages[{i}]")
         role = message.get("role")
         if role not in KNOWN_ROLES:
-            raise RequestError(400, f"messages[{i}].role: unknown role {_short(role)} (known: {', '.join(KNOWN_ROLES)})",
-                               param=f"messages[{i}].role")
+            raise RequestError(400, f"messages[{i}].role: unknown role {_short(role)} "
+                                    f"(known: {', '.join(KNOWN_ROLES)})", param=f"messages[{i}].role")
     if len(messages) != 1 or messages[0]["role"] != "user":
         roles = [m["role"] for m in messages]
         raise RequestError(400, f"messages: this server summarizes exactly one user message (the dialogue), got "

@@ -162,7 +162,8 @@ class ApiClient:
         if status is not None and status not in RETRYABLE_STATUSES and status < 500:
             body = getattr(error, "body", None)
             detail = body.get("message") if isinstance(body, dict) else None
-            return ApiError(f"{self.base_url} refused the request (HTTP {status}): {detail or error}".replace("\n", " "))
+            reason = str(detail or error).replace("\n", " ")
+            return ApiError(f"{self.base_url} refused the request (HTTP {status}): {reason}")
         what = type(error).__name__ + (f" HTTP {status}" if status is not None else "")
         wait = error.response.headers.get("retry-after") if status is not None else None
         asked = f"; the server asked to wait {wait!r} (Retry-After), longer than the client waits" \
