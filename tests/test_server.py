@@ -115,11 +115,14 @@ MALFORMED = [  # (case, body, status, the field or problem the message must name
     ("temperature hot", chat(temperature="hot"), 400, "temperature:"),
     ("temperature 3", chat(temperature=3), 400, "temperature:"),
     ("temperature -1", chat(temperature=-1), 400, "temperature:"),
+    ("temperature a 400-digit integer", chat(temperature=10 ** 400), 400, "temperature:"),
+    ("temperature 1e400 (infinity)", chat()[:-1] + b', "temperature": 1e400}', 400, "temperature:"),
     ("temperature 0.7 on a greedy model", chat(temperature=0.7), 400, "temperature:"),
     ("top_p 0", chat(top_p=0), 400, "top_p:"),
     ("top_p 0.9 on a greedy model", chat(top_p=0.9), 400, "top_p:"),
     ("stream true", chat(stream=True), 400, "stream:"),
     ("stream a string", chat(stream="yes"), 400, "stream:"),
+    ("stream 0", chat(stream=0), 400, "stream:"),
     ("unsupported parameter", chat(tools=[]), 400, "tools:"),
 ]
 
