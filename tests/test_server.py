@@ -239,3 +239,29 @@ def test_a_failure_inside_generation_is_a_logged_500_and_the_server_goes_on(modu
         assert "CUDA" not in answer["error"]["message"]  # internals stay in the log
         assert post(base, chat())[0] == 200
     assert any("generation failed for a batch of 1: RuntimeError" in r.getMessage() for r in caplog.records)
+
+
+def test_a_sampling_model_honours_temperature_and_top_p_per_batch(tmp_path_factory):
+    import dataclasses
+
+    from lightning_summ.api.server import create_app
+
+    sampling = tiny_module(tmp_path_factory)
+    configured = dataclasses.replace(sampling.generation, do_sample=True, temperature=1.0, top_p=1.0)
+    sampling.generation = configured
+    app = create_app(sampling, max_wait_ms=1)
+    seen, generate = [], sampling.generate_candidates
+
+    def spy(batch):  # what generation really runs with
+        seen.append(sampling.generation)
+        return generate(batch)
+
+    sampling.generate_candidates = spy
+    with serving(app) as base:
+        assert post(base, chat(temperature=0.5, top_p=0.9, max_tokens=3))[0] == 200
+        status, answer, _ = post(base, chat(temperature=0))
+    assert status == 400 and "temperature: the served model samples" in answer["error"]["message"]
+    (during,) = seen
+    # min_new_tokens (4) is lowered to the cap: a shorter maximum than minimum would contradict itself
+    assert during == dataclasses.replace(configured, max_new_tokens=3, min_new_tokens=3, temperature=0.5, top_p=0.9)
+    assert sampling.generation is configured  # the swap is undone after the batch
