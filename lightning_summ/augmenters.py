@@ -85,10 +85,10 @@ def _structure(dialogue: str) -> tuple[list[str], list[str]]:
 
 
 def make_llm_paraphrase(api: dict) -> Callable[[str, random.Random], Augmented]:
-    from lightning_summ.api.client import ApiSummarizer
+    from lightning_summ.api.client import ApiClient
 
-    client = ApiSummarizer(**{"instruction": PARAPHRASE_INSTRUCTION, "system_prompt": None, "few_shot": 0,
-                              "max_tokens": 1024, **api})
+    client = ApiClient(**{"instruction": PARAPHRASE_INSTRUCTION, "system_prompt": None, "few_shot": 0,
+                          "max_tokens": 1024, **api})
 
     def llm_paraphrase(dialogue: str, rng: random.Random) -> Augmented:
         text = client.complete(client.messages(dialogue)).strip()

@@ -1,3 +1,3 @@
-from lightning_summ.api.client import ApiError, ApiSummarizer
+from lightning_summ.api.client import ApiClient, ApiError, ApiSummarizer
 
-__all__ = ["ApiSummarizer", "ApiError"]
+__all__ = ["ApiClient", "ApiSummarizer", "ApiError"]

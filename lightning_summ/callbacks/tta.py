@@ -23,7 +23,7 @@ class TestTimeAugmentation(Callback):
         rouge_tokenizer: tokens for the MBR utility (``morpheme``, ``whitespace``, ``char``).
         lexicon: synonym lexicon (JSON ``{word: [replacements]}``).
         seed: seed of the synonym choices.
-        paraphrase_api: ``ApiSummarizer`` arguments for ``llm_paraphrase`` (``base_url``, ``model``,
+        paraphrase_api: ``ApiClient`` arguments for ``llm_paraphrase`` (``base_url``, ``model``,
             ``api_key_env``, ``cache_dir``...); the paraphrases are cached like any API answer.
     """
 
