@@ -21,7 +21,7 @@ def _speed_args(out: Path, warmup: int) -> list[str]:
 
 
 def _run(argv: list[str], out: Path, section: str) -> dict:
-    from lightning_summ.cli import run_cli
+    from lightning_summ.commands.lightning import run_cli
 
     base = reset_peak()
     start = time.perf_counter()

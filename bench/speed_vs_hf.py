@@ -41,7 +41,7 @@ import ours_side
 from causal_fit import materialize as save_random_model
 from causal_fit import subset
 from common import REPO
-from lightning_summ.data.readers import read_examples
+from lightning_summ.io import read_examples
 
 BART_BASE = {"model_type": "bart", "d_model": 768, "encoder_layers": 6, "decoder_layers": 6,
              "encoder_attention_heads": 12, "decoder_attention_heads": 12, "encoder_ffn_dim": 3072,

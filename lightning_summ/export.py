@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from lightning_summ.console import say
+
 
 def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge: bool = False) -> Path:
     lora = getattr(model, "lora", None) is not None
@@ -39,7 +41,7 @@ def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     kind = "merged model" if merge else "LoRA adapter" if lora else "model"
-    print(f"Exported the {kind} to {out}", flush=True)
+    say(f"Exported the {kind} to {out}")
     return out
 
 

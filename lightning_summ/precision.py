@@ -18,8 +18,10 @@ from typing import Optional, Union
 
 import torch
 
+from lightning_summ.errors import UserError
 
-class PrecisionError(RuntimeError):
+
+class PrecisionError(UserError):
     """An unsafe precision/parameter-dtype combination, explained in one line."""
 
 

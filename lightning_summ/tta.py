@@ -24,7 +24,7 @@ from typing import Callable, Optional
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import move_data_to_device
 
-from lightning_summ.ensemble import mbr_pick
+from lightning_summ.decoding.mbr import mbr_pick
 from lightning_summ.paths import resolve_path
 
 Augmented = tuple[str, Callable[[str], str]]

@@ -30,7 +30,7 @@ def shared_file(*parts: str) -> Path:
 @pytest.fixture
 def cli_run(tmp_path, monkeypatch):
     """Run ``lightning_summ`` in-process with logs under ``tmp_path``; returns the CLI object."""
-    from lightning_summ.cli import run_cli
+    from lightning_summ.commands.lightning import run_cli
 
     monkeypatch.chdir(tmp_path)
 

@@ -12,8 +12,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import QUICKSTART, TINY, shared_file
-from lightning_summ.cli import main
-from lightning_summ.data.readers import read_examples
+from lightning_summ.commands import main
+from lightning_summ.io import read_examples
 from lightning_summ.paths import resolve_path
 
 

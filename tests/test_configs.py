@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import CONFIGS, REPO
-from lightning_summ.cli import run_cli
+from lightning_summ.commands.lightning import run_cli
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.models.base import SummarizerBase
 

@@ -6,8 +6,8 @@ import csv
 import json
 
 from conftest import QUICKSTART, TINY
-from lightning_summ.cli import main
-from lightning_summ.data.readers import read_examples
+from lightning_summ.commands import main
+from lightning_summ.io import read_examples
 from lightning_summ.paths import resolve_path
 
 ARGS = ["--config", str(QUICKSTART), *TINY, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",

@@ -28,15 +28,15 @@ from typing import Literal, Optional
 import torch
 
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION
-from lightning_summ.data.readers import read_examples
-from lightning_summ.io_utils import atomic_write
+from lightning_summ.errors import UserError
+from lightning_summ.io import atomic_write, read_examples
 from lightning_summ.models.base import Candidates, SummarizerBase
 from lightning_summ.models.settings import EvaluationSettings
 
 UPSTAGE_URL = "https://api.upstage.ai/v1"
 
 
-class ApiError(RuntimeError):
+class ApiError(UserError):
     """An API failure explained in one line (never containing the key)."""
 
 

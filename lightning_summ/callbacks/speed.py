@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_summ.io_utils import atomic_write
+from lightning_summ.io import atomic_write
 
 
 def _sync(device: torch.device) -> None:

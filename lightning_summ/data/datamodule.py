@@ -16,7 +16,8 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
-from lightning_summ.data.readers import DataError, Example, read_examples
+from lightning_summ.errors import ConfigError
+from lightning_summ.io import DataError, Example, read_examples
 from lightning_summ.data.special_tokens import find_tags, tag_vocabulary
 from lightning_summ.paths import resolve_path
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 def fold_split(examples: list[Example], fold: int, num_folds: int, seed: int) -> tuple[list[Example], list[Example]]:
     """Deterministic k-fold split: shuffle positions with ``seed``, deal them round-robin into folds."""
     if not 0 <= fold < num_folds:
-        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}")
+        raise ConfigError(f"data.fold must be in [0, data.num_folds={num_folds}), got {fold}")
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     held_out = set(order[fold::num_folds])
@@ -75,14 +76,14 @@ class SummarizationDataModule(LightningDataModule):
     ):
         super().__init__()
         if (fold is None) != (num_folds is None):
-            raise ValueError("set both data.fold and data.num_folds, or neither")
+            raise ConfigError("set both data.fold and data.num_folds, or neither")
         self.train_path, self.val_path = resolve_path(train_path), resolve_path(val_path)
         self.test_path, self.predict_path = resolve_path(test_path), resolve_path(predict_path)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.fold, self.num_folds, self.seed = num_workers, fold, num_folds, seed
         self.extra_tags, self.pool_factor = list(extra_tags or []), pool_factor
         if pad_to_multiple_of < 1:
-            raise ValueError(f"data.pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
+            raise ConfigError(f"data.pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
         self.pad_to_multiple_of = pad_to_multiple_of
         self.model = None
         self.examples: dict[str, list[Example]] = {}

@@ -272,7 +272,7 @@ REFS = [
 
 @pytest.fixture
 def refs_csv(tmp_path):
-    pytest.importorskip("lightning_summ.data.readers")
+    pytest.importorskip("lightning_summ.io")
     return _write_csv(tmp_path / "refs.csv", ["fname", "dialogue", "summary"], REFS)
 
 
@@ -289,7 +289,7 @@ def test_rouge_from_files_csv_with_index_column(tmp_path, refs_csv):
 
 
 def test_rouge_from_files_jsonl_multi_reference(tmp_path):
-    pytest.importorskip("lightning_summ.data.readers")
+    pytest.importorskip("lightning_summ.io")
     refs = tmp_path / "refs.jsonl"
     refs.write_text(json.dumps({"fname": "t_0", "dialogue": "#Person1#: 안녕.", "summary1": "가 나",
                                 "summary2": "다 라", "summary3": "가 라"}, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -301,7 +301,7 @@ def test_rouge_from_files_jsonl_multi_reference(tmp_path):
 
 
 def _one_line_error(match: str, *args, **kwargs) -> str:
-    from lightning_summ.data.readers import DataError
+    from lightning_summ.io import DataError
 
     with pytest.raises(DataError) as info:
         rouge_from_files(*args, **kwargs)

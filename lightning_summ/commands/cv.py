@@ -1,6 +1,6 @@
 """``lightning_summ cv``: k-fold cross-validation of any config, one command.
 
-    lightning_summ cv --config configs/kobart.yaml --cv.num_folds 5 [--cv.predict true] [other flags]
+    lightning_summ cv --config configs/quickstart.yaml --cv.num_folds 5 [--cv.predict true] [fit's flags]
 
 Each fold gets a fresh model and Trainer (``fit`` with ``--data.fold k --data.num_folds n``), its
 own TensorBoard run and checkpoints under ``<save_dir>/<name>/cv/fold_k``, then predicts its
@@ -9,36 +9,38 @@ ROUGE. ``cv_summary.json`` holds per-fold and mean ± std scores; ``oof.csv`` ho
 row's out-of-fold summary in the training file's order. A fold is done once its ``result.json``
 exists: rerunning an interrupted cv skips finished folds and redoes the unfinished one from the
 start. With ``--cv.predict true`` every fold model also predicts ``data.predict_path`` (submission
-+ candidates JSONL per fold: the input of ``ensemble``).
++ candidates JSONL per fold: the input of ``ensemble``). Every option other than ``--cv.*`` is
+``fit``'s (see ``lightning_summ fit --help``).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import statistics
 from pathlib import Path
-from typing import Optional
 
-from lightning_summ.io_utils import atomic_write, write_submission
+from lightning_summ.commands._args import split_options, verb_parser
+from lightning_summ.console import say
+from lightning_summ.errors import ConfigError
+from lightning_summ.io import atomic_write, read_examples, read_submission, write_examples, write_submission
 
 METRICS = ("r1", "r2", "rl", "rouge_mean", "rouge_sum")
 
 
-def _write_examples(examples, path: Path) -> None:
-    """Rows in the competition format (several references become summary1..N)."""
-    n_refs = max(len(ex.summaries) for ex in examples)
-    fields = ["fname", "dialogue"] + (["summary"] if n_refs == 1 else [f"summary{i + 1}" for i in range(n_refs)])
-    with atomic_write(path, newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(fields)
-        for ex in examples:
-            writer.writerow([ex.fname, ex.dialogue, *ex.summaries, *[""] * (n_refs - len(ex.summaries))])
+def cv_options(num_folds: int = 5, predict: bool = False) -> dict:
+    """Options of ``cv`` (``--cv.*``).
+
+    Args:
+        num_folds: number of folds (>= 2).
+        predict: also predict data.predict_path with every fold's model.
+    """
+    if num_folds < 2:
+        raise ConfigError(f"--cv.num_folds must be at least 2, got {num_folds}")
+    return {"num_folds": num_folds, "predict": predict}
 
 
 def run_fold(fold: int, num_folds: int, args: list[str], fold_dir: Path, logger_name: str, predict: bool) -> dict:
-    from lightning_summ.cli import run_cli
+    from lightning_summ.commands.lightning import run_cli
     from lightning_summ.metrics.rouge import rouge_from_files
 
     split = [f"--data.fold={fold}", f"--data.num_folds={num_folds}", f"--trainer.logger.init_args.name={logger_name}"]
@@ -49,7 +51,7 @@ def run_fold(fold: int, num_folds: int, args: list[str], fold_dir: Path, logger_
         cli.trainer.save_checkpoint(ckpt)
     evaluation = cli.model.evaluation
     heldout = fold_dir / "heldout.csv"
-    _write_examples(cli.datamodule.examples["val"], heldout)
+    write_examples(heldout, cli.datamodule.examples["val"])
     oof = fold_dir / "oof.csv"
     run_cli(["predict", *args, *split, f"--trainer.logger.init_args.version=fold_{fold}/predict_oof",
              f"--data.predict_path={heldout}", f"--ckpt_path={ckpt}", f"--submission.output_path={oof}"])
@@ -75,54 +77,52 @@ def summarize(results: list[dict]) -> dict:
 
 
 def merge_oof(results: list[dict], train_path: str, out: Path) -> int:
-    from lightning_summ.data.readers import read_examples
-
-    order = [ex.fname for ex in read_examples(train_path)]
-    rows = {}
+    """Every fold's out-of-fold summaries in one submission, in the training file's order."""
+    rows: dict[str, str] = {}
     for r in results:
-        with open(r["oof"], newline="", encoding="utf-8") as f:
-            rows.update((row["fname"], row["summary"]) for row in csv.DictReader(f))
+        rows.update(read_submission(r["oof"]))
+    order = [ex.fname for ex in read_examples(train_path)]
     write_submission(out, ((fname, rows[fname]) for fname in order if fname in rows))
     return len(rows)
 
 
-def main(argv: list[str]) -> Optional[dict]:
-    parser = argparse.ArgumentParser(prog="lightning_summ cv", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cv.num_folds", dest="num_folds", type=int, default=5, help="number of folds (>= 2)")
-    parser.add_argument("--cv.predict", dest="predict", type=lambda s: s.lower() in ("1", "true", "yes"),
-                        default=False, help="also predict data.predict_path with every fold's model")
-    cv_args, rest = parser.parse_known_args(argv)
-    if cv_args.num_folds < 2:
-        parser.error("--cv.num_folds must be at least 2")
-    from lightning_summ.cli import run_cli
+def _print_table(results: list[dict], summary: dict) -> None:
+    say(f"{'fold':<6}" + "".join(f"{k:>12}" for k in METRICS))
+    for r in results:
+        say(f"{r['fold']:<6}" + "".join(f"{r[k]:>12.4f}" for k in METRICS))
+    for stat in ("mean", "std"):
+        say(f"{stat:<6}" + "".join(f"{summary[k][stat]:>12.4f}" for k in METRICS))
+
+
+def main(args: list[str]) -> dict:
+    own, rest = split_options(args, ("--cv.", "-h", "--help"))
+    parser = verb_parser("cv", __doc__)
+    parser.add_function_arguments(cv_options, "cv")
+    options = cv_options(**parser.parse_args(own).cv.as_dict())
+    from lightning_summ.commands.lightning import run_cli
 
     probe = run_cli(rest, run=False)  # resolves the config once: where the runs go, which file is split
     logger, data = probe.trainer.logger, probe.datamodule
     if logger is None or not hasattr(logger, "save_dir"):
-        parser.error("cv needs a logger with a save_dir (the default TensorBoardLogger)")
+        raise ConfigError("cv needs a logger with a save_dir (the default TensorBoardLogger), not --trainer.logger "
+                          f"{type(logger).__name__ if logger else 'false'}")
     if not data.train_path:
-        parser.error("cv splits data.train_path, which is not set")
+        raise ConfigError("cv splits data.train_path, which is not set")
     logger_name = f"{logger.name}/cv"
     cv_dir = Path(logger.save_dir) / logger_name
     results = []
-    for fold in range(cv_args.num_folds):
+    for fold in range(options["num_folds"]):
         fold_dir = cv_dir / f"fold_{fold}"
         done = fold_dir / "result.json"
         if done.is_file():
-            print(f"cv: fold {fold} is done ({done}); skipping", flush=True)
+            say(f"cv: fold {fold} is done ({done}); skipping")
             results.append(json.loads(done.read_text()))
             continue
-        results.append(run_fold(fold, cv_args.num_folds, rest, fold_dir, logger_name, cv_args.predict))
+        results.append(run_fold(fold, options["num_folds"], rest, fold_dir, logger_name, options["predict"]))
     summary = summarize(results)
     summary["oof_rows"] = merge_oof(results, data.train_path, cv_dir / "oof.csv")
     with atomic_write(cv_dir / "cv_summary.json") as f:
         json.dump(summary, f, indent=2)
-    print(f"{'fold':<6}" + "".join(f"{k:>12}" for k in METRICS))
-    for r in results:
-        print(f"{r['fold']:<6}" + "".join(f"{r[k]:>12.4f}" for k in METRICS))
-    print(f"{'mean':<6}" + "".join(f"{summary[k]['mean']:>12.4f}" for k in METRICS))
-    print(f"{'std':<6}" + "".join(f"{summary[k]['std']:>12.4f}" for k in METRICS))
-    print(f"Wrote {cv_dir / 'cv_summary.json'} and {summary['oof_rows']} out-of-fold summaries to {cv_dir / 'oof.csv'}",
-          flush=True)
+    _print_table(results, summary)
+    say(f"Wrote {cv_dir / 'cv_summary.json'} and {summary['oof_rows']} out-of-fold summaries to {cv_dir / 'oof.csv'}")
     return summary
