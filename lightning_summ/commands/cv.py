@@ -3,8 +3,8 @@
     lightning_summ cv --config configs/quickstart.yaml --cv.num_folds 5 [--cv.predict true] [fit's flags]
 
 Each fold gets a fresh model and Trainer (``fit`` with ``--data.fold k --data.num_folds n``), its
-own TensorBoard run and checkpoints under ``<save_dir>/<name>/cv/fold_k``, then predicts its
-held-out rows with its best checkpoint (out-of-fold predictions) and scores them with the project's
+own TensorBoard run and checkpoints under ``<save_dir>/<name>/cv/fold_k`` (the best one also as
+``fold_k/best.ckpt``), then predicts its held-out rows with it (out-of-fold predictions) and scores them with the project's
 ROUGE. ``cv_summary.json`` holds per-fold and mean ± std scores; ``oof.csv`` holds every training
 row's out-of-fold summary in the training file's order. A fold is done once its ``result.json``
 exists: rerunning an interrupted cv skips finished folds and redoes the unfinished one from the
@@ -16,6 +16,8 @@ start. With ``--cv.predict true`` every fold model also predicts ``data.predict_
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 from pathlib import Path
 
@@ -45,10 +47,12 @@ def run_fold(fold: int, num_folds: int, args: list[str], fold_dir: Path, logger_
 
     split = [f"--data.fold={fold}", f"--data.num_folds={num_folds}", f"--trainer.logger.init_args.name={logger_name}"]
     cli = run_cli(["fit", *args, *split, f"--trainer.logger.init_args.version=fold_{fold}"])
-    ckpt = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
-    if not ckpt:
-        ckpt = str(fold_dir / "checkpoints" / "final.ckpt")
+    ckpt = str(fold_dir / "best.ckpt")
+    best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
+    if not best:  # no checkpoint callback (or it never saved): the final weights are the fold's model
         cli.trainer.save_checkpoint(ckpt)
+    elif cli.trainer.is_global_zero:
+        link_or_copy(best, ckpt)
     evaluation = cli.model.evaluation
     heldout = fold_dir / "heldout.csv"
     write_examples(heldout, cli.datamodule.examples["val"])
@@ -66,6 +70,19 @@ def run_fold(fold: int, num_folds: int, args: list[str], fold_dir: Path, logger_
     with atomic_write(fold_dir / "result.json") as f:  # written last: marks the fold as done
         json.dump(result, f, indent=2)
     return result
+
+
+def link_or_copy(source: str, target: str) -> None:
+    """``target`` becomes ``source``'s content: a hard link (no copy of a large checkpoint) where the
+    file system allows, else a copy; replaced atomically. ``fold_k/best.ckpt`` names the fold's best
+    checkpoint whatever the checkpoint callback's filename pattern (soft voting and the README use it)."""
+    tmp = Path(target).with_name(f".{Path(target).name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)
 
 
 def summarize(results: list[dict]) -> dict:
