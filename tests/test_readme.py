@@ -23,7 +23,6 @@ import glob
 import re
 import shlex
 import shutil
-from pathlib import Path
 from typing import Optional
 
 import pytest
