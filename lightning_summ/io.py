@@ -23,6 +23,7 @@ import io
 import json
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,9 @@ __all__ = ["DataError", "Example", "normalize_text", "read_examples", "write_exa
 # Fields a summary may come in: ``summary`` or ``summary1``, ``summary2``, ...
 _SUMMARY_FIELD = re.compile(r"^summary(\d*)$")
 Rows = list[tuple[int, dict]]
+# csv refuses fields over 131,072 characters by default; a long dialogue is data like any other (the
+# tokenizer truncates it), so the limit is the largest the platform's C long allows.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass
@@ -57,6 +61,8 @@ def normalize_text(text: str) -> str:
 
 
 def _read_text(path: Path) -> str:
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     raw = path.read_bytes()

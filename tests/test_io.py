@@ -299,7 +299,14 @@ def test_path_that_does_not_exist(tmp_path):
 
 
 def test_directory_is_not_a_file(tmp_path):
-    assert "no such file" in read_error(tmp_path)
+    assert read_error(tmp_path) == f"{tmp_path}: is a directory, not a file"
+
+
+def test_a_dialogue_longer_than_the_csv_field_limit_is_read(tmp_path):
+    # Regression: csv's default limit (131,072 characters) crashed the reader with _csv.Error.
+    long_dialogue = "#Person1#: " + "가" * 200_000
+    path = write_csv(tmp_path / "long.csv", ["fname", "dialogue"], [["a", long_dialogue]])
+    assert read_examples(path)[0].dialogue == long_dialogue
 
 
 # -- row numbers -------------------------------------------------------------------------------------
