@@ -4,8 +4,8 @@
 
 Each fold gets a fresh model and Trainer (``fit`` with ``--data.fold k --data.num_folds n``), its
 own TensorBoard run and checkpoints under ``<save_dir>/<name>/cv/fold_k`` (the best one also as
-``fold_k/best.ckpt``), then predicts its held-out rows with it (out-of-fold predictions) and scores them with the project's
-ROUGE. ``cv_summary.json`` holds per-fold and mean ± std scores; ``oof.csv`` holds every training
+``fold_k/best.ckpt``), then predicts its held-out rows with that checkpoint (out-of-fold
+predictions) and scores them with the project's ROUGE. ``cv_summary.json`` holds per-fold and mean ± std scores; ``oof.csv`` holds every training
 row's out-of-fold summary in the training file's order. A fold is done once its ``result.json``
 exists: rerunning an interrupted cv skips finished folds and redoes the unfinished one from the
 start. With ``--cv.predict true`` every fold model also predicts ``data.predict_path`` (submission
