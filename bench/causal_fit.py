@@ -15,7 +15,6 @@ a chat template like Qwen's is added here so the instruct prompt path is the one
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from lightning_summ.io import read_examples, write_examples
 
 REPO = Path(__file__).resolve().parents[1]
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -56,12 +57,7 @@ def materialize(tokenizer_dir: str, out_dir: Path, architecture: str | dict) -> 
 
 
 def subset(path: str, n: int, out: Path) -> Path:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows[:n])
+    write_examples(out, read_examples(path)[:n])
     return out
 
 

@@ -13,12 +13,13 @@ Uses a small random model of a shipped config's architecture (saved locally, loa
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from lightning_summ.io import read_submission
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -73,8 +74,7 @@ def main() -> None:
     multi = rouge_from_log(run(["validate", *common, *ddp, "--ckpt_path", ckpt], out / "ddp-validate-n.log"))
     stdout = run(["predict", *common, *ddp, "--ckpt_path", ckpt,
                   f"--submission.output_path={scratch / 'submission.csv'}"], out / "ddp-predict.log")
-    with open(scratch / "submission.csv", newline="", encoding="utf-8") as f:
-        fnames = [r["fname"] for r in csv.DictReader(f)]
+    fnames = list(read_submission(scratch / "submission.csv"))
     report = {"accelerator": args.accelerator, "devices": args.devices, "config": args.config,
               "val_rouge_mean_1_device": single, f"val_rouge_mean_{args.devices}_devices": multi,
               "rouge_equal": abs(single - multi) < 1e-4, "predict_rows": len(fnames),

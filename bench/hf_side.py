@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from common import peak_gb, reset_peak, sync
-from lightning_summ.data.readers import read_examples
+from lightning_summ.io import read_examples
 from lightning_summ.data.datamodule import SummarizationDataModule
 
 

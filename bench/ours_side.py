@@ -14,14 +14,16 @@ from common import REPO, peak_gb, reset_peak
 
 
 def _speed_args(out: Path, warmup: int) -> list[str]:
-    return ["--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.enable_checkpointing=false",
+    # default_root_dir: without a logger, Lightning's config saver writes config.yaml there (else into the cwd).
+    return ["--trainer.enable_progress_bar=false", "--trainer.logger=false", f"--trainer.default_root_dir={out.parent}",
+            "--trainer.enable_checkpointing=false",
             "--trainer.callbacks=[]", "--trainer.callbacks+=lightning_summ.callbacks.SpeedMonitor",
             f"--trainer.callbacks.warmup_steps={warmup}", f"--trainer.callbacks.output_path={out}",
             "--trainer.callbacks.per_batch=true", "--data.num_workers=0"]
 
 
 def _run(argv: list[str], out: Path, section: str) -> dict:
-    from lightning_summ.cli import run_cli
+    from lightning_summ.commands.lightning import run_cli
 
     base = reset_peak()
     start = time.perf_counter()

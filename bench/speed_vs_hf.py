@@ -26,7 +26,6 @@ command cut short still leaves its finished rows.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -41,7 +40,7 @@ import ours_side
 from causal_fit import materialize as save_random_model
 from causal_fit import subset
 from common import REPO
-from lightning_summ.data.readers import read_examples
+from lightning_summ.io import read_examples, read_submission
 
 BART_BASE = {"model_type": "bart", "d_model": 768, "encoder_layers": 6, "decoder_layers": 6,
              "encoder_attention_heads": 12, "decoder_attention_heads": 12, "encoder_ffn_dim": 3072,
@@ -122,8 +121,7 @@ def with_rates(result: dict, flops_per_sample: float) -> dict:
 
 
 def same_texts(ours: dict, hf: dict) -> str:
-    with open(ours["predictions"], newline="", encoding="utf-8") as f:
-        mine = [row["summary"].strip() for row in csv.DictReader(f)]
+    mine = list(read_submission(ours["predictions"]).values())
     equal = sum(a == b for a, b in zip(mine, hf["texts"]))
     return f"{equal}/{len(hf['texts'])}" + ("" if len(mine) == len(hf["texts"]) else f" (ours has {len(mine)} rows)")
 

@@ -1,3 +1,3 @@
-from lightning_summ.cli import main
+from lightning_summ.commands import main
 
 main()

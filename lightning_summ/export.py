@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from lightning_summ.console import say
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.evaluation import read_checkpoint
 
@@ -31,7 +32,7 @@ def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge:
                          "--model.init_args.quantization null to load the base unquantized")
     out = Path(output_dir)
     if out.exists():
-        raise FileExistsError(f"{out} exists; choose a new output_dir")
+        raise ConfigError(f"--output_dir {out} exists; choose a new output_dir")
     load_checkpoint(model, datamodule, ckpt_path, precision=precision)
     network = model.model.merge_and_unload() if (lora and merge) else model.model
     # Written beside the target and renamed at the end: no half-exported directory on failure.
@@ -45,7 +46,7 @@ def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     kind = "merged model" if merge else "LoRA adapter" if lora else "model"
-    print(f"Exported the {kind} to {out}", flush=True)
+    say(f"Exported the {kind} to {out}")
     return out
 
 

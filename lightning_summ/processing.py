@@ -18,7 +18,7 @@ from typing import Iterable, Optional, Sequence
 
 from lightning_summ.data.batching import collate_metadata, pad_left, pad_right
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE, PromptFormatter
-from lightning_summ.data.readers import Example
+from lightning_summ.io import Example
 from lightning_summ.tags import add_tags_to_tokenizer, find_tags, tag_vocabulary
 from lightning_summ.errors import ConfigError
 from lightning_summ.paths import resolve_path

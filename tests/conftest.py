@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ CONFIGS = REPO / "configs"
 QUICKSTART = CONFIGS / "quickstart.yaml"
 # The licensed data sits beside the checkout (../shared/data); tests using it skip when it is absent.
 SHARED_DATA = REPO.parent / "shared" / "data"
+# Runs last (see pytest_collection_modifyitems): the suite must leave the checkout as it found it.
+LAST_MODULE = "test_repository_unchanged.py"
 
 # Shrinks the quickstart so an end-to-end CLI test takes seconds.
 TINY = [
@@ -18,6 +21,35 @@ TINY = [
     "--model.init_args.model_config.decoder_layers=1", "--model.init_args.model_config.encoder_ffn_dim=64",
     "--model.init_args.model_config.decoder_ffn_dim=64", "--model.init_args.generation.max_new_tokens=8",
 ]
+
+
+def repository_files() -> set[str] | None:
+    """``git status`` of the checkout with untracked and ignored files one by one (byte-code caches
+    aside, which importing the package writes); ``None`` outside a git checkout."""
+    try:
+        proc = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return {line for line in proc.stdout.splitlines() if "__pycache__/" not in line and not line.endswith(".pyc")}
+
+
+def pytest_sessionstart(session):
+    session.config.stash[REPOSITORY_BEFORE] = repository_files()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: item.path.name == LAST_MODULE)  # stable: everything else keeps its order
+
+
+REPOSITORY_BEFORE = pytest.StashKey[object]()
+
+
+@pytest.fixture
+def repository_before(request):
+    return request.config.stash[REPOSITORY_BEFORE]
 
 
 def shared_file(*parts: str) -> Path:
@@ -30,7 +62,7 @@ def shared_file(*parts: str) -> Path:
 @pytest.fixture
 def cli_run(tmp_path, monkeypatch):
     """Run ``lightning_summ`` in-process with logs under ``tmp_path``; returns the CLI object."""
-    from lightning_summ.cli import run_cli
+    from lightning_summ.commands.lightning import run_cli
 
     monkeypatch.chdir(tmp_path)
 

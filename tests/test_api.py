@@ -21,8 +21,8 @@ import uvicorn
 from conftest import CONFIGS, QUICKSTART, TINY
 from lightning_summ.api.client import ApiClient, ApiError, DryRunFinished
 from lightning_summ.api.server import create_app
-from lightning_summ.cli import run_cli
-from lightning_summ.data.readers import read_examples
+from lightning_summ.commands.lightning import run_cli
+from lightning_summ.io import read_examples
 from lightning_summ.paths import resolve_path
 
 SECRET = "sk-test-SECRET-9f8e7d"

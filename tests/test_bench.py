@@ -1,25 +1,31 @@
 """The speed benchmark's smoke test on tiny models: both sides run, and from identical weights they
-write identical summaries (fp32 on the CPU), so the GPU ratios compare the same work."""
+write identical summaries (fp32 on the CPU), so the GPU ratios compare the same work. The benchmark runs
+in ``tmp_path``: whatever it writes in its working directory (Lightning's config saver, with
+``--trainer.logger=false``, writes ``config.yaml`` there) stays out of the checkout."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COMMON = ["--data", "lightning_summ/sample_data/dev.csv", "--tokenizer", "lightning_summ/assets/quickstart-tokenizer",
-          "--tiny", "--new_tokens", "4"]
+COMMON = ["--data", str(REPO / "lightning_summ/sample_data/dev.csv"),
+          "--tokenizer", str(REPO / "lightning_summ/assets/quickstart-tokenizer"), "--tiny", "--new_tokens", "4"]
 
 
 def run_group(tmp_path, group: str, *extra: str) -> list[dict]:
-    cmd = [sys.executable, "bench/speed_vs_hf.py", "--group", group, *COMMON, "--out", str(tmp_path / "out"),
+    (tmp_path / "work").mkdir()
+    cmd = [sys.executable, str(REPO / "bench" / "speed_vs_hf.py"), "--group", group, *COMMON, "--out", str(tmp_path / "out"),
            "--scratch", str(tmp_path / "scratch"), "--model_dir", str(tmp_path / "model"), *extra]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(cmd, cwd=tmp_path / "work", capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "out" / f"speed_vs_hf_{group}.json").read_text())
     table = (tmp_path / "out" / f"speed_vs_hf_{group}.md").read_text()
+    assert not (REPO / "config.yaml").exists()
     assert table.count("\n| ") == 1 + len(report["rows"])  # header + one line per row
     return report["rows"]
 

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from conftest import CONFIGS
-from lightning_summ.cli import run_cli
+from lightning_summ.commands.lightning import run_cli
 from lightning_summ.paths import PACKAGE_DIR, resolve_path
 
 ARCHITECTURES = PACKAGE_DIR / "assets" / "architectures"

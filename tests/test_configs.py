@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from conftest import CONFIGS, REPO
 from lightning_summ.callbacks.checkpoint import GenerationCheckpoint, GenerationEarlyStopping
-from lightning_summ.cli import run_cli
+from lightning_summ.commands.lightning import run_cli
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.models.base import SummarizerBase
 from lightning_summ.models.evaluation import SummaryEvaluationModule

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from lightning_summ.cli import main
-from lightning_summ.data.readers import DataError
-from lightning_summ.ensemble import combine, mbr_pick
+from lightning_summ.commands import main
+from lightning_summ.io import DataError
+from lightning_summ.commands.ensemble import combine
+from lightning_summ.decoding.mbr import mbr_pick
 
 
 def _jsonl(path, rows):

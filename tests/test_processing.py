@@ -13,7 +13,7 @@ from lightning_summ.errors import ConfigError
 from lightning_summ.models.causal import CausalLMSummarizer
 from lightning_summ.models.settings import LoraSettings
 from lightning_summ.processing import CausalProcessor, Seq2SeqProcessor
-from lightning_summ.data.readers import read_examples
+from lightning_summ.io import read_examples
 from lightning_summ.paths import resolve_path
 
 TOKENIZER = "pkg://assets/quickstart-tokenizer"
@@ -90,7 +90,7 @@ def test_the_cli_hands_one_processor_to_model_and_data(cli_run):
 
 
 def test_predict_with_other_lengths_than_training_fails_with_one_line(cli_run, tmp_path, capsys, monkeypatch):
-    from lightning_summ.cli import main
+    from lightning_summ.commands import main
 
     cli = cli_run("fit", "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
                   "--model.init_args.evaluation.generate_every_n_epochs=1", "--trainer.callbacks.init_args.every_n_epochs=1")

@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 import pytest
 
 from conftest import QUICKSTART, TINY
-from lightning_summ.cli import run_cli
-from lightning_summ.data.readers import read_examples
+from lightning_summ.commands.lightning import run_cli
+from lightning_summ.io import read_examples
 from lightning_summ.paths import resolve_path
 from test_api import serving
 

@@ -86,26 +86,24 @@ def test_tta_wraps_any_decoder_maps_summaries_back_and_picks_the_consensus():
                              "for 0 of 2")
 
 
-def test_tta_callback_runs_in_predict_says_so_and_restores_the_decoder(cli_run, tmp_path, caplog):
+def test_tta_callback_runs_in_predict_says_so_and_restores_the_decoder(cli_run, tmp_path, capsys):
     from lightning_summ.callbacks import TestTimeAugmentation
 
     cli = cli_run("fit", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-                  "--model.init_args.evaluation.generate_every_n_epochs=1",
-                  "--trainer.callbacks.init_args.every_n_epochs=1")
+                  "--model.init_args.evaluation.generate_every_n_epochs=1")
     best = cli.trainer.checkpoint_callback.best_model_path
-    with caplog.at_level("INFO"):
-        predict = cli_run("predict", "--ckpt_path", best,
-                          "--trainer.callbacks+=lightning_summ.callbacks.TestTimeAugmentation",
-                          "--trainer.callbacks.num_aug=3", "--trainer.callbacks.rouge_tokenizer=whitespace",
-                          '--trainer.callbacks.augmenters=["speaker_swap", "filler_removal", "sentence_split"]',
-                          f"--submission.output_path={tmp_path}/tta.csv")
+    capsys.readouterr()  # the predict run's own output is checked below
+    predict = cli_run("predict", "--ckpt_path", best, "--trainer.callbacks+=lightning_summ.callbacks.TestTimeAugmentation",
+                      "--trainer.callbacks.num_aug=3", "--trainer.callbacks.rouge_tokenizer=whitespace",
+                      '--trainer.callbacks.augmenters=["speaker_swap", "filler_removal", "sentence_split"]',
+                      f"--submission.output_path={tmp_path}/tta.csv")
     rows = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
     assert len(rows) == 40 and all(len(r["candidates"]) == 4 for r in rows)  # original + 3 views
     assert all(r["summary"] == r["candidates"][0]["text"] for r in rows)
     (callback,) = [c for c in predict.trainer.callbacks if isinstance(c, TestTimeAugmentation)]
     assert callback.last.stats["views"] == 160 and callback.last.stats["rewritten:speaker_swap"] == 40
     assert predict.model.decoder.name == "generate"  # the wrapper is gone after the stage
-    assert "test-time augmentation: decoded 160 views of 40 dialogues" in caplog.text
+    assert "test-time augmentation: decoded 160 views of 40 dialogues" in capsys.readouterr().out
 
 
 def test_llm_paraphrase_through_a_real_http_endpoint_keeps_structure_or_falls_back(tmp_path, monkeypatch):

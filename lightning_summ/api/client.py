@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 
+from lightning_summ.console import say
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION
-from lightning_summ.data.readers import read_examples
-from lightning_summ.errors import ConfigError, UserError
-from lightning_summ.io_utils import atomic_write
 from lightning_summ.decoding.generate import Candidates
+from lightning_summ.errors import ConfigError, UserError
+from lightning_summ.io import atomic_write, read_examples
 from lightning_summ.models.evaluation import SummaryEvaluationModule
 from lightning_summ.models.settings import EvaluationSettings
 from lightning_summ.processing import SummaryProcessor
@@ -243,9 +243,9 @@ class ApiSummarizer(SummaryEvaluationModule):
         for loader in loaders:
             for batch in loader:
                 for fname, dialogue in zip(batch["fname"], batch["dialogue"]):
-                    print(self.client.prompt_text(fname, dialogue), flush=True)
+                    say(self.client.prompt_text(fname, dialogue))
                     n += 1
-        print(f"dry run: printed {n} prompts; nothing was sent and nothing was written", flush=True)
+        say(f"dry run: printed {n} prompts; nothing was sent and nothing was written")
         raise DryRunFinished()
 
     def on_predict_start(self) -> None:
@@ -258,7 +258,7 @@ class ApiSummarizer(SummaryEvaluationModule):
         self._dry_run(self.trainer.test_dataloaders)
 
     def _log_usage(self) -> None:
-        print(f"API usage: {json.dumps(self.client.usage)}", flush=True)
+        say(f"API usage: {json.dumps(self.client.usage)}")
 
     def on_predict_end(self) -> None:
         self._log_usage()

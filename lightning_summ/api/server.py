@@ -13,12 +13,10 @@ told otherwise; with ``api_key_env`` set it requires ``Authorization: Bearer <ke
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -228,38 +226,3 @@ def create_app(module, model_name: str = "lightning_summ", max_batch_size: int =
 
     return app
 
-
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="lightning_summ serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt_path", help="checkpoint written by fit (omit for a pretrained model as configured)")
-    parser.add_argument("--serve.host", dest="host", default="127.0.0.1", help="bind address (loopback by default)")
-    parser.add_argument("--serve.port", dest="port", type=int, default=8000)
-    parser.add_argument("--serve.max_batch_size", dest="max_batch_size", type=int, default=16)
-    parser.add_argument("--serve.max_wait_ms", dest="max_wait_ms", type=float, default=10.0)
-    parser.add_argument("--serve.max_queue", dest="max_queue", type=int, default=256)
-    parser.add_argument("--serve.retry_after", dest="retry_after", type=float, default=1.0,
-                        help="seconds a rejected (429) client is told to wait")
-    parser.add_argument("--serve.api_key_env", dest="api_key_env",
-                        help="environment variable holding the key clients must send (no key: open)")
-    args, rest = parser.parse_known_args(argv)
-    import uvicorn
-
-    module = load_module(rest, args.ckpt_path)
-    key = os.environ.get(args.api_key_env) if args.api_key_env else None
-    if args.api_key_env and not key:
-        parser.error(f"--serve.api_key_env names {args.api_key_env}, which is not set")
-    app = create_app(module, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-                     max_queue=args.max_queue, retry_after=args.retry_after, api_key=key)
-    uvicorn.run(app, host=args.host, port=args.port)
-
-
-def load_module(cli_args: list[str], ckpt_path: Optional[str]):
-    """The configured model with the checkpoint's weights, in eval mode, on a GPU when there is one."""
-    from lightning_summ.cli import run_cli
-    from lightning_summ.export import load_checkpoint
-
-    cli = run_cli(cli_args, run=False)
-    module, device = cli.model, cli.trainer.strategy.root_device
-    load_checkpoint(module, cli.datamodule, ckpt_path, device=device, precision=str(cli.trainer.precision))
-    return module.to(device).eval()

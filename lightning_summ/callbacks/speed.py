@@ -14,7 +14,8 @@ from typing import Optional
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_summ.io_utils import atomic_write
+from lightning_summ.console import say
+from lightning_summ.io import atomic_write
 
 
 def _sync(device: torch.device) -> None:
@@ -116,4 +117,4 @@ class SpeedMonitor(Callback):
         path = self.output_path or f"{trainer.log_dir or '.'}/speed.json"
         with atomic_write(path) as f:
             json.dump(result, f, indent=2)
-        print(f"Speed: {json.dumps(result)}", flush=True)
+        say(f"Speed: {json.dumps(result)}")

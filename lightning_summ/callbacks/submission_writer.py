@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from lightning_summ.io_utils import atomic_write, write_submission
+from lightning_summ.console import say
+from lightning_summ.io import write_candidates, write_submission
 
 
 def gather_records(trainer, predictions: list) -> list[dict]:
@@ -47,8 +47,6 @@ class SubmissionWriter(BasePredictionWriter):
         write_submission(csv_path, ((r["fname"], r["summary"]) for r in records))
         if self.candidates_path != "":
             jsonl = Path(self.candidates_path or csv_path.with_name("candidates.jsonl"))
-            with atomic_write(jsonl) as f:
-                for r in records:
-                    f.write(json.dumps({k: r[k] for k in ("fname", "summary", "candidates")}, ensure_ascii=False) + "\n")
+            write_candidates(jsonl, records)
         self.written = csv_path
-        print(f"Wrote {len(records)} summaries to {csv_path}", flush=True)
+        say(f"Wrote {len(records)} summaries to {csv_path}")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
-
 from lightning_summ.augmenters import build_augmenters
+from lightning_summ.console import say
 from lightning_summ.decoding.tta import TestTimeAugmentation as TTADecoder
 
 
@@ -44,7 +43,7 @@ class TestTimeAugmentation(Callback):
         if isinstance(pl_module.decoder, TTADecoder):
             self.last, pl_module.decoder = pl_module.decoder, pl_module.decoder.inner
             if self.last.stats["rows"]:
-                rank_zero_info(self.last.summary())
+                say(self.last.summary())
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:

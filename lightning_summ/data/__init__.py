@@ -1,4 +1,4 @@
 from lightning_summ.data.datamodule import SummarizationDataModule
-from lightning_summ.data.readers import DataError, Example, read_examples
+from lightning_summ.io import DataError, Example, read_examples
 
 __all__ = ["SummarizationDataModule", "DataError", "Example", "read_examples"]

@@ -17,8 +17,8 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
-from lightning_summ.data.readers import Example, read_examples
-from lightning_summ.errors import ConfigError, DataError
+from lightning_summ.errors import ConfigError
+from lightning_summ.io import DataError, Example, read_examples
 from lightning_summ.paths import resolve_path
 from lightning_summ.processing import SummaryProcessor
 

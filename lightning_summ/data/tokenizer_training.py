@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     """Build a tokenizer from CSV/JSONL files: ``python -m lightning_summ.data.tokenizer_training OUT FILE...``."""
     import argparse
 
-    from lightning_summ.data.readers import read_examples
+    from lightning_summ.io import read_examples
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("out_dir")

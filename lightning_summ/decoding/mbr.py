@@ -1,4 +1,8 @@
-"""Minimum Bayes risk selection: the candidate with the highest expected ROUGE against the others."""
+"""Minimum Bayes risk selection: the candidate with the highest expected ROUGE against the others.
+
+Used by the ``ensemble`` command (candidates of several models) and by test-time augmentation
+(candidates of several views of one dialogue).
+"""
 
 from __future__ import annotations
 

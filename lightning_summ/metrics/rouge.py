@@ -26,7 +26,6 @@ pair does not justify a second implementation.
 
 from __future__ import annotations
 
-import csv
 import functools
 from pathlib import Path
 from typing import Literal, Optional, Sequence, Union
@@ -202,33 +201,6 @@ def _cat(state: Union[list, torch.Tensor]) -> torch.Tensor:
     return dim_zero_cat(state) if state else torch.zeros(0)
 
 
-def _read_predictions(path: Path) -> list[tuple[int, str, str]]:
-    """``(row, fname, summary)`` from a ``fname,summary`` CSV; an extra index column is ignored."""
-    from lightning_summ.data.readers import DataError, normalize_text
-
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    reader = csv.DictReader(lines)
-    columns = reader.fieldnames or []
-    for name in ("fname", "summary"):
-        if name not in columns:
-            raise DataError(f"{path}: row 1: missing column '{name}' (found: {', '.join(columns) or 'nothing'})")
-    rows, row = [], 2  # rows numbered as an editor shows them (header = row 1), like the readers
-    for record in reader:
-        fname, summary = (record.get("fname") or "").strip(), record.get("summary")
-        if not fname:
-            raise DataError(f"{path}: row {row}: field 'fname' is empty")
-        if summary is None:
-            raise DataError(f"{path}: row {row}: field 'summary' is missing (short row)")
-        rows.append((row, fname, normalize_text(summary)))
-        row = reader.line_num + 1
-    return rows
-
-
 def rouge_from_files(
     predictions: Union[str, Path],
     references: Union[str, Path],
@@ -238,20 +210,17 @@ def rouge_from_files(
     """Score a submission-style CSV (``fname,summary``) against a reference CSV/JSONL, joined on fname.
 
     Every reference needs a prediction and every prediction a reference; problems raise
-    ``lightning_summ.data.readers.DataError`` with one line naming the file, row and field.
+    ``lightning_summ.errors.DataError`` with one line naming the file, row and field.
     Returns ``{r1, r2, rl, rouge_mean, rouge_sum}`` as floats and ``n`` (predictions scored).
     """
-    from lightning_summ.data.readers import DataError, read_examples
+    from lightning_summ.io import DataError, read_examples, read_submission_rows
 
     pred_path = Path(predictions)
-    preds = _read_predictions(pred_path)
+    preds = read_submission_rows(pred_path)  # fnames unique, summaries normalized
     # require_summary: a reference row without any summary fails there, with its row and field.
     refs = {ex.fname: ex.summaries for ex in read_examples(references, require_summary=True)}
-    seen: dict[str, int] = {}
+    seen = {fname for _, fname, _ in preds}
     for row, fname, _ in preds:
-        if fname in seen:
-            raise DataError(f"{pred_path}: row {row}: field 'fname': duplicate '{fname}' (first at row {seen[fname]})")
-        seen[fname] = row
         if fname not in refs:
             raise DataError(f"{pred_path}: row {row}: field 'fname': '{fname}' is not in {references}")
     missing = [f for f in refs if f not in seen]

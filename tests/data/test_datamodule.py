@@ -13,8 +13,8 @@ import pytest
 
 from lightning_summ.data.batching import collate_metadata, pad_left, pad_right
 from lightning_summ.data.datamodule import SummarizationDataModule, fold_split
-from lightning_summ.data.readers import DataError, Example, read_examples
 from lightning_summ.errors import ConfigError
+from lightning_summ.io import DataError, Example, read_examples
 from lightning_summ.tags import KNOWN_TAGS
 from lightning_summ.paths import PACKAGE_DIR
 from lightning_summ.processing import SummaryProcessor

@@ -324,7 +324,7 @@ def test_rouge_from_files_jsonl_multi_reference(tmp_path):
 
 
 def _one_line_error(match: str, *args, **kwargs) -> str:
-    from lightning_summ.data.readers import DataError
+    from lightning_summ.io import DataError
 
     with pytest.raises(DataError) as info:
         rouge_from_files(*args, **kwargs)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import CONFIGS, QUICKSTART
-from lightning_summ.cli import main
+from lightning_summ.commands import main
 from lightning_summ.errors import ConfigError, UserError
 from lightning_summ.models.settings import (EvaluationSettings, GenerationSettings, LoraSettings, OptimizerSettings,
                                             QuantizationSettings)

@@ -1,4 +1,5 @@
-"""Readers: the competition CSV and DialogSum JSONL load as they are; every bad file is one clear line."""
+"""lightning_summ.io: the competition CSV and DialogSum JSONL load as they are; submissions and candidates
+round-trip through their writer and reader with the same rules; every bad file is one clear line."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from lightning_summ.data.readers import DataError, Example, normalize_text, read_examples
+from lightning_summ.commands import main
+from lightning_summ.io import (DataError, Example, atomic_write, normalize_text, read_candidates, read_examples,
+                               read_submission, write_candidates, write_examples, write_submission)
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Written for these tests (not taken from any data set).
 DIALOGUE_1 = "#Person1#: 안녕하세요, 무엇을 도와드릴까요?\n#Person2#: 내일 오후에 회의실을 예약하고 싶어요."
@@ -296,7 +299,14 @@ def test_path_that_does_not_exist(tmp_path):
 
 
 def test_directory_is_not_a_file(tmp_path):
-    assert "no such file" in read_error(tmp_path)
+    assert read_error(tmp_path) == f"{tmp_path}: is a directory, not a file"
+
+
+def test_a_dialogue_longer_than_the_csv_field_limit_is_read(tmp_path):
+    # Regression: csv's default limit (131,072 characters) crashed the reader with _csv.Error.
+    long_dialogue = "#Person1#: " + "가" * 200_000
+    path = write_csv(tmp_path / "long.csv", ["fname", "dialogue"], [["a", long_dialogue]])
+    assert read_examples(path)[0].dialogue == long_dialogue
 
 
 # -- row numbers -------------------------------------------------------------------------------------
@@ -342,3 +352,97 @@ def test_real_files(relative, rows, references, require_summary):
     assert all(len(e.summaries) == references for e in examples)
     assert all(e.dialogue and "\r" not in e.dialogue and "\\n" not in e.dialogue for e in examples)
     assert all("#Person1#" in e.dialogue for e in examples)
+
+
+# -- submissions and candidates: writer and reader agree --------------------------------------------------
+
+SEPARATORS = ["\u2028", "\u2029", "\x85", "\x0c"]
+
+
+@pytest.mark.parametrize("separator", SEPARATORS)
+def test_candidates_with_line_separators_round_trip_and_ensemble(tmp_path, separator, capsys):
+    # Regression: write_candidates (ensure_ascii=False) writes U+2028/U+0085 raw; the old ensemble reader
+    # split lines with str.splitlines() and failed with "Unterminated string".
+    text = f"#Person1#은 병원에 갑니다.{separator}내일 다시 옵니다."
+    records = [{"index": 0, "fname": "t_1", "summary": text, "candidates": [{"text": text, "score": -0.5},
+                                                                               {"text": "다른 요약", "score": -0.9}]},
+               {"index": 1, "fname": "t_2", "summary": SUMMARY_2, "candidates": [{"text": SUMMARY_2, "score": -0.1}]}]
+    path = tmp_path / "candidates.jsonl"
+    write_candidates(path, records)
+    assert "index" not in path.read_text(encoding="utf-8")  # only the ensemble format's keys are written
+    assert read_candidates(path) == {"t_1": [text, "다른 요약"], "t_2": [SUMMARY_2]}
+    main(["ensemble", "--inputs", str(path), str(path), "--tokenizer", "whitespace", "--output", str(tmp_path / "e.csv")])
+    assert read_submission(tmp_path / "e.csv") == {"t_1": text, "t_2": SUMMARY_2}
+    assert "Wrote 2 summaries" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("separator", SEPARATORS)
+def test_submission_with_line_separators_round_trips_and_scores(tmp_path, separator, capsys):
+    # Regression: the old score reader split the CSV with str.splitlines(): "field 'summary' is missing".
+    text = f"#Person2#는 회의실을 예약한다.{separator}내일 오후다."
+    sub = tmp_path / "sub.csv"
+    write_submission(sub, [("a", text), ("b", SUMMARY_2)])
+    assert read_submission(sub) == {"a": text, "b": SUMMARY_2}
+    refs = write_csv(tmp_path / "refs.csv", ["fname", "dialogue", "summary"], [["a", DIALOGUE_1, text], ["b", DIALOGUE_2, SUMMARY_2]])
+    main(["score", "--predictions", str(sub), "--references", str(refs), "--tokenizer", "whitespace"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 2 and result["rouge_mean"] == pytest.approx(100.0)
+
+
+def test_candidates_without_candidates_use_the_summary_and_keep_file_order(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"fname": "z", "summary": "하나"}\n\n{"fname": "a", "summary": "둘", "candidates": []}\n', encoding="utf-8")
+    assert list(read_candidates(path).items()) == [("z", ["하나"]), ("a", ["둘"])]
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('{"fname": "x"}\n', "row 1: field 'candidates' (or 'summary') is missing"),
+    ('{"fname": "x", "summary": "a"}\n{"fname": "x", "summary": "b"}\n', "row 2: field 'fname': duplicate 'x' (first at row 1)"),
+    ('{"fname": "x", "candidates": ["a"]}\n', "row 1: field 'candidates': expected a list of objects with a 'text'"),
+    ('{"summary": "a"}\n', "row 1: field 'fname' is empty"),
+    ('{"fname": "x", "summary": "a"}\n{"fname": \n', "row 2: not valid JSON (Expecting value)"),
+    ("", "the file is empty"),
+])
+def test_bad_candidates_are_one_line(tmp_path, content, expected):
+    path = tmp_path / "c.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        read_candidates(path)
+    assert str(info.value) == f"{path}: {expected}"
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([["fname", "text"], ["a", "b"]], "row 1: missing column 'summary' (found: fname, text)"),
+    ([["fname", "summary"], ["a", "x"], ["a", "y"]], "row 3: field 'fname': duplicate 'a' (first at row 2)"),
+    ([["fname", "summary"], ["a"]], "row 2: field 'summary' is missing (short row)"),
+    ([["fname", "summary"], ["", "x"]], "row 2: field 'fname' is empty"),
+])
+def test_bad_submissions_are_one_line(tmp_path, rows, expected):
+    path = write_csv(tmp_path / "s.csv", rows[0], rows[1:])
+    with pytest.raises(DataError) as info:
+        read_submission(path)
+    assert str(info.value) == f"{path}: {expected}"
+
+
+def test_submission_with_an_index_column_and_multiline_summaries(tmp_path):
+    path = write_csv(tmp_path / "s.csv", ["", "fname", "summary"], [["0", "b", "줄 하나\r\n줄 둘"], ["1", "a", "요약"]])
+    assert list(read_submission(path).items()) == [("b", "줄 하나\n줄 둘"), ("a", "요약")]
+
+
+def test_examples_round_trip_with_several_references(tmp_path):
+    examples = [Example("a", DIALOGUE_1, [SUMMARY_1, SUMMARY_2]), Example("b", DIALOGUE_2, [SUMMARY_2])]
+    write_examples(tmp_path / "e.csv", examples)
+    assert read_examples(tmp_path / "e.csv", require_summary=True) == examples
+    assert (tmp_path / "e.csv").read_text(encoding="utf-8").splitlines()[0] == "fname,dialogue,summary1,summary2"
+
+
+def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
+    target = tmp_path / "out" / "s.csv"
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as f:
+            f.write("half")
+            raise RuntimeError("crash")
+    assert list((tmp_path / "out").iterdir()) == []
+    write_submission(target, [("a", "b")])
+    write_submission(target, [("c", "d")])  # replaces, never appends
+    assert read_submission(target) == {"c": "d"}

@@ -1,0 +1,151 @@
+"""``fit`` / ``validate`` / ``test`` / ``predict`` / ``export``: the Lightning verbs, through LightningCLI.
+
+    lightning_summ fit --config configs/quickstart.yaml
+    lightning_summ predict --config configs/quickstart.yaml --ckpt_path <ckpt>
+    lightning_summ export --config configs/qwen3-4b-qlora.yaml --ckpt_path <ckpt> --output_dir logs/adapter
+
+Every option of the model, data and Trainer is a YAML key and a ``--flag`` (``--help`` lists them,
+``--print_config`` shows the resolved config).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import warnings
+from typing import Iterator, Optional, Union
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.cli import LightningCLI
+
+from lightning_summ.callbacks.submission_writer import SubmissionWriter
+from lightning_summ.console import say
+from lightning_summ.data.datamodule import SummarizationDataModule
+from lightning_summ.errors import UserError
+from lightning_summ.models.evaluation import SummaryEvaluationModule
+from lightning_summ.precision import resolve_precision
+
+
+class SummarizationTrainer(Trainer):
+    """Lightning's ``Trainer`` with two different defaults.
+
+    Args:
+        precision: ``auto`` (default) picks ``bf16-mixed`` on GPUs with bf16, ``16-mixed`` on older
+            GPUs and ``32-true`` on CPU; any Lightning precision string is accepted as well.
+        use_distributed_sampler: off, because the DataModule shards its length-bucketed batches
+            across processes itself (a DistributedSampler would undo the bucketing).
+    """
+
+    def __init__(self, precision: Optional[Union[str, int]] = "auto", use_distributed_sampler: bool = False, **kwargs):
+        super().__init__(precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
+                         use_distributed_sampler=use_distributed_sampler, **kwargs)
+
+    def export(self, model: SummaryEvaluationModule, datamodule: SummarizationDataModule, ckpt_path: str, output_dir: str,
+               merge: bool = False) -> None:
+        """Save a checkpoint in the format transformers/peft load: the whole model, or the LoRA adapter.
+
+        Args:
+            ckpt_path: checkpoint written by ``fit``.
+            output_dir: new directory to create.
+            merge: fold LoRA into the base weights and save a plain model (base must not be quantized).
+        """
+        from lightning_summ.export import export_checkpoint
+
+        export_checkpoint(model, datamodule, ckpt_path, output_dir, merge, precision=str(self.precision))
+
+
+class SummarizationCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "export": {"model", "datamodule"}}
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # The writer is always attached: `predict` writes a submission, other stages ignore it.
+        parser.add_lightning_class_args(SubmissionWriter, "submission")
+        # The model builds the processor from its settings; the DataModule encodes with the same object.
+        parser.link_arguments("model", "data.processor", compute_fn=lambda model: model.processor,
+                              apply_on="instantiate")
+
+    def instantiate_classes(self) -> None:
+        # jsonargparse wraps an error raised while it builds a config class (a settings check) into a
+        # multi-line ValueError; the user's mistake is the UserError at the end of that chain.
+        try:
+            super().instantiate_classes()
+        except ValueError as e:
+            cause = user_error_behind(e)
+            if cause is None:
+                raise
+            raise cause from None
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning lets a checkpoint's hparams override the model config, command line included;
+        # we take them only when no model is configured (``predict --ckpt_path X`` alone), so that
+        # e.g. ``--model.init_args.generation.num_beams 8`` at predict time is honoured.
+        if self.config.get("subcommand") and self.config[self.config.subcommand].get("model") is None:
+            super()._parse_ckpt_path()
+
+    def after_fit(self) -> None:
+        ckpt = self.trainer.checkpoint_callback
+        if ckpt is not None and ckpt.best_model_path:
+            say(f"Best checkpoint: {ckpt.best_model_path}")
+
+
+def user_error_behind(error: Optional[BaseException]) -> Optional[UserError]:
+    """The ``UserError`` that ``error`` wraps (through ``raise ... from``), if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__
+    return None
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+@contextlib.contextmanager
+def quiet_lightning(subcommand: Optional[str]) -> Iterator[None]:
+    """Silence, for one run, the messages of Lightning and torch that a user cannot act on."""
+    tip = _DropMessages("💡 Tip: For seamless cloud logging")  # an advertisement, printed by every Trainer
+    rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero_log.addFilter(tip)
+    try:
+        with warnings.catch_warnings():
+            # `main` always passes the arguments it parsed from sys.argv: the warning guards against a
+            # mix-up of the two that cannot happen here (and repeats once per cv fold and stage).
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            # Lightning's own pytree helper still builds torch's deprecated LeafSpec.
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            # Our SortedBatchSampler yields every index exactly once (tests/data/test_batching.py).
+            warnings.filterwarnings("ignore", message="You are using a custom batch sampler `SortedBatchSampler`")
+            if subcommand != "fit":
+                # validate/test/predict/export use only a checkpoint's weights; the callbacks' state
+                # (ModelCheckpoint's best scores, which these warnings are about) matters to ``fit`` alone.
+                warnings.filterwarnings("ignore", message="The dirpath has changed from")
+                warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")
+            yield
+    finally:
+        rank_zero_log.removeFilter(tip)
+
+
+def run_cli(args: Optional[list[str]] = None, run: bool = True) -> SummarizationCLI:
+    """Run (or, with ``run=False``, only build) the LightningCLI on ``args`` (default: ``sys.argv``)."""
+    args = sys.argv[1:] if args is None else list(args)
+    with quiet_lightning(args[0] if run and args else None):
+        return SummarizationCLI(
+            SummaryEvaluationModule, SummarizationDataModule, subclass_mode_model=True,
+            trainer_class=SummarizationTrainer,
+            trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                                         "init_args": {"save_dir": "logs", "name": "lightning_summ"}}},
+            save_config_kwargs={"overwrite": True}, args=args, run=run,
+            # Parse errors are raised, not printed with the usage: `main` prints them as one line.
+            parser_kwargs={"prog": "lightning_summ", "exit_on_error": False},
+        )

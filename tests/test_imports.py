@@ -1,0 +1,86 @@
+"""The import graph of the package: the commands sit on top, and no module imports itself back.
+
+Every ``import`` counts, also those inside functions: a lazy import that closes a circle (the old
+``cli.py -> cv.py -> cli.py``) is still a circle in the design, it only fails later.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import lightning_summ
+
+PACKAGE = Path(lightning_summ.__file__).resolve().parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules that ``path`` imports (``from a.b import c`` means ``a.b.c`` if that is a module)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m in modules and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {module_name(p) for p in paths}
+    return {module_name(p): imported_modules(p, modules) for p in paths}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle as a path ``[a, b, ..., a]``, or ``[]``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return []
+
+
+def test_the_graph_sees_lazy_and_relative_imports():
+    graph = import_graph()
+    assert "lightning_summ.commands.lightning" in graph["lightning_summ.commands.cv"]  # a function-level import
+    assert "lightning_summ.io" in graph["lightning_summ.metrics.rouge"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_nothing_outside_commands_imports_the_commands():
+    # __main__ is the `python -m lightning_summ` entry point, i.e. the command line itself.
+    outside = {m: imports for m, imports in import_graph().items()
+               if not m.startswith("lightning_summ.commands") and m != "lightning_summ.__main__"}
+    offenders = {m: sorted(i for i in imports if i.startswith("lightning_summ.commands")) for m, imports in outside.items()}
+    assert {m: i for m, i in offenders.items() if i} == {}
+
+
+def test_the_package_has_no_import_circle():
+    assert find_cycle(import_graph()) == []
