@@ -38,14 +38,20 @@ def prompt_formatter(args, settings: dict):
     return formatter
 
 
+def length_grouping() -> dict:
+    """Length grouping: `group_by_length=True` in older transformers, a sampling strategy in newer ones."""
+    from transformers import Seq2SeqTrainingArguments
+
+    if "train_sampling_strategy" in inspect.signature(Seq2SeqTrainingArguments).parameters:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
 def _training_args(args, out: str, batch_size: int, accumulate: int = 1, **extra):
     from transformers import Seq2SeqTrainingArguments
 
     cuda = torch.cuda.is_available()
-    # Length grouping: `group_by_length=True` in older transformers, a sampling strategy in newer ones.
-    grouping = ({"train_sampling_strategy": "group_by_length"}
-                if "train_sampling_strategy" in inspect.signature(Seq2SeqTrainingArguments).parameters
-                else {"group_by_length": True})
+    grouping = length_grouping()
     steps = args.steps + args.warmup
     return Seq2SeqTrainingArguments(
         output_dir=out, per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulate,
