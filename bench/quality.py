@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from common import REPO, sync
-from hf_side import data_tags, length_grouping
+from hf_side import data_tags, dataset_order, in_dataset_order, length_grouping
 from lightning_summ.data.readers import read_examples
 
 CONFIG = REPO / "bench/configs/dialogsum-bart-base.yaml"
@@ -176,10 +176,7 @@ def _hf_predict(trainer, tok, test: list[dict], forced: dict, new_tokens: int) -
     ids = out.predictions
     ids[ids < 0] = tok.pad_token_id  # predict pads across batches with -100
     texts = [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
-    rows_of = {}
-    for i, feature in enumerate(test):
-        rows_of.setdefault(tuple(feature["labels"]), []).append(i)
-    order = [rows_of[tuple(int(t) for t in row if t != -100)].pop(0) for row in out.label_ids]
+    order = dataset_order(out.label_ids, test)
     return texts, seconds, order
 
 
@@ -229,7 +226,7 @@ def hf(args, work: Path, options: set[str]) -> dict:
         texts, seconds, order = _hf_predict(trainer, tok, test, forced, args.new_tokens)
         result["decodes"][mode] = _scored(texts, refs, seconds)  # as returned: what a user writes to a file
         # Row i of the output is dataset row order[i]: scored against its own references.
-        result["decodes"][f"{mode}-reordered"] = _scored([texts[order.index(i)] for i in range(len(texts))], refs, None)
+        result["decodes"][f"{mode}-reordered"] = _scored(in_dataset_order(texts, order), refs, None)
         if order != list(range(len(texts))):
             result["returned_rows_in_dataset_order"] = sum(i == j for i, j in enumerate(order))
         if mode == "free":  # the fix a user can make: predict with sequential order

@@ -10,6 +10,11 @@ Groups of workloads (``--group``), each one device command:
   HF: ``Trainer`` on a peft model.
 * ``causal-generate``: 4. Qwen3-4B-architecture (bf16 LoRA) generation of exactly
   ``--new_tokens`` tokens, greedy and beam 4. HF: batched ``model.generate``.
+* ``quality``: 5. time to quality (``bench/quality.py``): BART-base from random init trained for
+  ``--budget_s`` seconds on ``--data`` (DialogSum train), beam-4 predict of ``--test``, ROUGE by
+  rouge-score with stemming. Variants (``--quality_variants``): ours (the CLI), ``hf`` and
+  ``hf+pad64`` / ``hf+tags`` (``Seq2SeqTrainer`` stopped by a callback), each in its own process,
+  all at once with ``--concurrent``.
 
 Models have random weights of the real architectures (same speed and memory as trained ones);
 inputs are real Korean dialogues. HF runs get their documented best options (length grouping,
