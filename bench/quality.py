@@ -75,10 +75,13 @@ def budget_string(seconds: float) -> str:
 
 # -- ours: the real CLI ------------------------------------------------------------------------------
 def _cli(argv: list[str], log: Path) -> float:
+    """One ``lightning_summ`` command, run inside the variant's folder: LightningCLI saves its
+    ``config.yaml`` in the working directory when no logger is set."""
     start = time.perf_counter()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))  # this checkout
     with log.open("a") as out:
         proc = subprocess.run([sys.executable, "-m", "lightning_summ", *argv], stdout=out, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])))
+                              env=env, cwd=log.parent)
     if proc.returncode:
         raise RuntimeError(f"lightning_summ {argv[0]} exited {proc.returncode}; see {log}")
     return time.perf_counter() - start
@@ -92,7 +95,8 @@ def ours(args, work: Path) -> dict:
               "--trainer.callbacks=[]", "--trainer.callbacks+=lightning_summ.callbacks.SpeedMonitor"]
     ckpt_dir, log = work / "ckpt", work / "log.txt"
     fit = ["fit", *common, f"--trainer.callbacks.warmup_steps={args.warmup}",
-           f"--trainer.callbacks.output_path={work / 'fit.json'}", f"--trainer.max_time={budget_string(args.budget_s)}",
+           f"--trainer.callbacks.output_path={work / 'fit.json'}",
+           f"--trainer.max_time={budget_string(args.budget_s)}",
            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint", f"--trainer.callbacks.dirpath={ckpt_dir}",
            "--trainer.callbacks.save_last=true", "--trainer.callbacks.save_top_k=0",
            "--trainer.callbacks.save_weights_only=true"]
@@ -112,7 +116,8 @@ def ours(args, work: Path) -> dict:
         with out.open(newline="", encoding="utf-8") as f:
             texts = [row["summary"] for row in csv.DictReader(f)]
         gen = json.loads(Path(f"{out}.json").read_text())["predict"]
-        result["decodes"][mode] = _scored(texts, refs, len(texts) / gen["samples_per_s"] if gen["samples_per_s"] else None)
+        seconds = len(texts) / gen["samples_per_s"] if gen["samples_per_s"] else None
+        result["decodes"][mode] = _scored(texts, refs, seconds)
     return result
 
 
@@ -164,7 +169,7 @@ def _sequential(train_args):
     return train_args
 
 
-def _hf_predict(trainer, tok, test: list[dict], forced: dict, new_tokens: int) -> tuple[list[str], float, list[int]]:
+def _hf_predict(trainer, test: list[dict], forced: dict, new_tokens: int) -> tuple[list[str], float, list[int]]:
     """``Seq2SeqTrainer.predict`` with generation; returns the texts in the order predict returns them,
     the seconds, and which dataset row each returned row is (its labels, which predict returns in the
     same order, are matched back to the dataset's)."""
@@ -173,6 +178,7 @@ def _hf_predict(trainer, tok, test: list[dict], forced: dict, new_tokens: int) -
     out = trainer.predict(test, num_beams=RECIPE["num_beams"], max_new_tokens=new_tokens, **forced)
     sync()
     seconds = time.perf_counter() - t0
+    tok = trainer.processing_class
     ids = out.predictions
     ids[ids < 0] = tok.pad_token_id  # predict pads across batches with -100
     texts = [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
@@ -220,22 +226,32 @@ def hf(args, work: Path, options: set[str]) -> dict:
         budget.timed_steps * RECIPE["batch_size"] / budget.timed_s, 3) if budget.timed_s else 0.0,
         "fit_wall_s": round(time.perf_counter() - start, 1), "final_train_loss": round(state.training_loss, 4),
         "generation_config": model.generation_config.to_diff_dict(), "decodes": {}}
+    result["decodes"], result["returned_rows_in_dataset_order"] = _hf_decodes(args, trainer, test)
+    return result
+
+
+def _hf_decodes(args, trainer, test: list[dict]) -> tuple[dict, int]:
+    """Each decode scored as ``predict`` returns the rows and back in dataset order; for ``free`` also a
+    second ``predict`` with sequential order (the fix a user can make). Returns the scores and how many
+    returned rows were in their dataset position."""
+    from transformers import Seq2SeqTrainer
+
     refs = [ex.summaries for ex in read_examples(args.test)]
+    decodes, in_place = {}, None
     for mode in args.decodes:
         forced = {"min_new_tokens": args.new_tokens} if mode == "forced" else {}
-        texts, seconds, order = _hf_predict(trainer, tok, test, forced, args.new_tokens)
-        result["decodes"][mode] = _scored(texts, refs, seconds)  # as returned: what a user writes to a file
-        # Row i of the output is dataset row order[i]: scored against its own references.
-        result["decodes"][f"{mode}-reordered"] = _scored(in_dataset_order(texts, order), refs, None)
-        if order != list(range(len(texts))):
-            result["returned_rows_in_dataset_order"] = sum(i == j for i, j in enumerate(order))
-        if mode == "free":  # the fix a user can make: predict with sequential order
-            fixed = Seq2SeqTrainer(model=trainer.model, args=_sequential(train_args), data_collator=collator,
-                                   processing_class=tok)
-            texts_fixed, seconds, order = _hf_predict(fixed, tok, test, forced, args.new_tokens)
-            assert order == list(range(len(texts_fixed))), "sequential predict is not in order"
-            result["decodes"]["free-sequential"] = _scored(texts_fixed, refs, seconds)
-    return result
+        texts, seconds, order = _hf_predict(trainer, test, forced, args.new_tokens)
+        decodes[mode] = _scored(texts, refs, seconds)  # as returned: what a user writes to a submission
+        decodes[f"{mode}-reordered"] = _scored(in_dataset_order(texts, order), refs, None)
+        in_place = sum(i == j for i, j in enumerate(order))
+        if mode == "free":
+            fixed = Seq2SeqTrainer(model=trainer.model, args=_sequential(trainer.args),
+                                   data_collator=trainer.data_collator, processing_class=trainer.processing_class)
+            texts, seconds, order = _hf_predict(fixed, test, forced, args.new_tokens)
+            if order != list(range(len(texts))):
+                raise RuntimeError("a predict with train_sampling_strategy='random' returned rows out of order")
+            decodes["free-sequential"] = _scored(texts, refs, seconds)
+    return decodes, in_place
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -311,6 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--result", required=True, help="JSON file for this variant's result")
     args = parser.parse_args(argv)
     side, options = parse_variant(args.variant)
+    for name in ("train", "test", "tokenizer", "result"):  # the CLI runs in another directory
+        if Path(getattr(args, name)).exists() or name == "result":
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
     work = Path(args.result).with_suffix("")
     work.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -41,9 +41,10 @@ def test_causal_generate_rows_compare_identical_texts(tmp_path):
 
 
 def test_quality_group_trains_both_sides_by_time_and_scores_hf_in_dataset_order(tmp_path):
+    root_files = {p.name: p.stat().st_mtime_ns for p in REPO.iterdir() if p.is_file()}
     rows = run_group(tmp_path, "quality", "--data", "lightning_summ/sample_data/train.csv", "--test",
-                     "lightning_summ/sample_data/dev.csv", "--budget_s", "2", "--warmup", "1", "--eval_batch_size", "16",
-                     "--decodes", "free", "--quality_variants", "ours", "hf+pad64", table_rows=4)
+                     "lightning_summ/sample_data/dev.csv", "--budget_s", "2", "--warmup", "1",
+                     "--eval_batch_size", "16", "--decodes", "free", "--quality_variants", "ours", "hf+pad64", table_rows=4)
     ours, hf = rows
     assert [ours["variant"], hf["variant"]] == ["ours", "hf+pad64"] and ours["steps"] > 1 and hf["steps"] > 1
     assert set(ours["decodes"]) == {"free"} and set(hf["decodes"]) == {"free", "free-reordered", "free-sequential"}
@@ -53,6 +54,9 @@ def test_quality_group_trains_both_sides_by_time_and_scores_hf_in_dataset_order(
     assert hf["returned_rows_in_dataset_order"] < 40
     saved = json.loads((tmp_path / "scratch" / "quality" / "hf_pad64.json").read_text())["decodes"]
     assert saved["free-sequential"]["predictions"] == saved["free-reordered"]["predictions"]
+    # the CLI's saved config.yaml lands in the variant's folder, not in the checkout
+    assert (tmp_path / "scratch" / "quality" / "ours" / "config.yaml").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in REPO.iterdir() if p.is_file()} == root_files
 
 
 def test_quality_rouge_is_rouge_score_with_stemming_averaged_over_references():
