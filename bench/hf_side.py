@@ -42,14 +42,37 @@ def prompt_formatter(args, settings: dict):
     return formatter
 
 
+def length_grouping() -> dict:
+    """Length grouping: `group_by_length=True` in older transformers, a sampling strategy in newer ones."""
+    from transformers import Seq2SeqTrainingArguments
+
+    if "train_sampling_strategy" in inspect.signature(Seq2SeqTrainingArguments).parameters:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
+def dataset_order(label_ids, features: list[dict]) -> list[int]:
+    """Which dataset row each row of ``Trainer.predict``'s output is, found from the labels it returns
+    beside the predictions. In transformers 5, a Trainer with ``train_sampling_strategy=
+    "group_by_length"`` length-groups (and shuffles) ``predict``'s rows too, so its outputs are not in
+    dataset order (bench/NOTES.md, "Time to quality")."""
+    rows_of: dict[tuple, list[int]] = {}
+    for i, feature in enumerate(features):
+        rows_of.setdefault(tuple(feature["labels"]), []).append(i)
+    return [rows_of[tuple(int(t) for t in row if t != -100)].pop(0) for row in label_ids]
+
+
+def in_dataset_order(items: list, order: list[int]) -> list:
+    """``items`` (in ``predict``'s output order) put back in dataset order."""
+    position = {row: i for i, row in enumerate(order)}
+    return [items[position[row]] for row in range(len(items))]
+
+
 def _training_args(args, out: str, batch_size: int, accumulate: int = 1, **extra):
     from transformers import Seq2SeqTrainingArguments
 
     cuda = torch.cuda.is_available()
-    # Length grouping: `group_by_length=True` in older transformers, a sampling strategy in newer ones.
-    grouping = ({"train_sampling_strategy": "group_by_length"}
-                if "train_sampling_strategy" in inspect.signature(Seq2SeqTrainingArguments).parameters
-                else {"group_by_length": True})
+    grouping = length_grouping()
     steps = args.steps + args.warmup
     return Seq2SeqTrainingArguments(
         output_dir=out, per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulate,
@@ -130,8 +153,10 @@ def seq2seq(args, mode: str, batch_size: int) -> dict:
     ids = out.predictions
     ids[ids < 0] = tok.pad_token_id
     texts = [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
+    order = dataset_order(out.label_ids, data)  # length grouping reorders predict's rows too
     return {"samples": len(data), "seconds": round(seconds, 3), "samples_per_s": round(len(data) / seconds, 3),
-            "peak_mem_gb": peak_gb(base), "texts": texts}
+            "peak_mem_gb": peak_gb(base), "texts": in_dataset_order(texts, order),
+            "rows_in_dataset_order": sum(i == j for i, j in enumerate(order))}
 
 
 # -- workloads 3-4: Qwen3-4B architecture, LoRA / QLoRA ---------------------------------------------

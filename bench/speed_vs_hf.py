@@ -10,6 +10,11 @@ Groups of workloads (``--group``), each one device command:
   HF: ``Trainer`` on a peft model.
 * ``causal-generate``: 4. Qwen3-4B-architecture (bf16 LoRA) generation of exactly
   ``--new_tokens`` tokens, greedy and beam 4. HF: batched ``model.generate``.
+* ``quality``: 5. time to quality (``bench/quality.py``): BART-base from random init trained for
+  ``--budget_s`` seconds on ``--data`` (DialogSum train), beam-4 predict of ``--test``, ROUGE by
+  rouge-score with stemming. Variants (``--quality_variants``): ours (the CLI), ``hf`` and
+  ``hf+pad64`` / ``hf+tags`` (``Seq2SeqTrainer`` stopped by a callback), each in its own process,
+  all at once with ``--concurrent``.
 
 Models have random weights of the real architectures (same speed and memory as trained ones);
 inputs are real Korean dialogues. HF runs get their documented best options (length grouping,
@@ -37,6 +42,7 @@ import yaml
 
 import hf_side
 import ours_side
+import quality
 from causal_fit import materialize as save_random_model
 from causal_fit import subset
 from common import REPO
@@ -277,11 +283,25 @@ def causal_generate(args, report: Report) -> None:
         attempt(report, workload, setting, generate)
 
 
+def quality_group(args, report: Report) -> None:
+    """Workload 5: time to quality on DialogSum (``bench/quality.py``); one row per variant and decode."""
+    args.arch = TINY_BART if args.tiny else dict(BART_BASE, max_position_embeddings=1024)  # BartConfig's default
+    report.data["rows"] = quality.run_variants(args)
+    lines = [f"{report.data['date']} on {report.data['gpu']}, {report.data['versions']}; training budget "
+             f"{args.budget_s} s per variant, {'concurrently on one GPU' if args.concurrent else 'one after another'}",
+             "", *quality.table(report.data["rows"])]
+    report.path.with_suffix(".json").write_text(json.dumps(report.data, indent=2))
+    report.path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--group", choices=["kobart", "causal-train", "causal-generate"], required=True)
-    parser.add_argument("--data", required=True, help="CSV with dialogues and summaries (the 499 dev rows)")
-    parser.add_argument("--tokenizer", required=True, help="a ~30k-token tokenizer trained offline on Korean dialogues")
+    parser.add_argument("--group", choices=["kobart", "causal-train", "causal-generate", "quality"], required=True)
+    parser.add_argument("--data", required=True, help="CSV with dialogues and summaries (the 499 dev rows); "
+                        "quality: the training file (DialogSum train.jsonl)")
+    parser.add_argument("--tokenizer", required=True, help="a ~30k-token tokenizer trained offline on Korean dialogues; "
+                        "quality: a 16k one trained on the training file")
     parser.add_argument("--out", required=True)
     parser.add_argument("--scratch", default="/tmp/speed_vs_hf", help="predictions, speed files, HF output_dir")
     parser.add_argument("--model_dir", default="/tmp/speed_vs_hf/random-qwen3-4b")
@@ -298,13 +318,30 @@ def main() -> None:
                         default=["lora-bf16:1:32:static", "lora-bf16:1:32:dynamic", "lora-bf16:4:32:static",
                                  "lora-bf16:1:128:static", "qlora:1:32:static", "lora-bf16:4:32:dynamic"])
     parser.add_argument("--time_budget", type=float, default=420, help="causal-generate: seconds before skipping rows")
+    parser.add_argument("--test", help="quality: the file predicted and scored (DialogSum test.jsonl, 3 references)")
+    parser.add_argument("--budget_s", type=float, default=360, help="quality: training seconds per variant")
+    parser.add_argument("--quality_variants", nargs="+", default=["ours", "hf", "hf+pad64"],
+                        help="quality: ours, hf, hf+pad64, hf+tags, hf+pad64+tags")
+    parser.add_argument("--concurrent", action="store_true", help="quality: run the variants at the same time")
+    parser.add_argument("--decodes", nargs="+", default=list(quality.DECODES), choices=quality.DECODES,
+                        help="quality: free (the recipe) and/or forced (min_new_tokens = new_tokens)")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a CPU smoke test of the script")
     args = parser.parse_args()
+    if args.group == "quality":
+        for variant in args.quality_variants:
+            try:
+                quality.parse_variant(variant)
+            except argparse.ArgumentTypeError as error:
+                parser.error(f"--quality_variants: {error}")
+        if not args.test:
+            parser.error("--group quality needs --test")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
-    args.gen_data = str(subset(args.data, args.gen_rows, Path(args.scratch) / "gen.csv"))
+    if args.group != "quality":  # a CSV subset for generation rows
+        args.gen_data = str(subset(args.data, args.gen_rows, Path(args.scratch) / "gen.csv"))
     report = Report(args)
-    {"kobart": kobart, "causal-train": causal_train, "causal-generate": causal_generate}[args.group](args, report)
+    {"kobart": kobart, "causal-train": causal_train, "causal-generate": causal_generate,
+     "quality": quality_group}[args.group](args, report)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ COMMON = ["--data", str(REPO / "lightning_summ/sample_data/dev.csv"),
           "--tokenizer", str(REPO / "lightning_summ/assets/quickstart-tokenizer"), "--tiny", "--new_tokens", "4"]
 
 
-def run_group(tmp_path, group: str, *extra: str) -> list[dict]:
+def run_group(tmp_path, group: str, *extra: str, table_rows=None) -> list[dict]:
     (tmp_path / "work").mkdir()
     cmd = [sys.executable, str(REPO / "bench" / "speed_vs_hf.py"), "--group", group, *COMMON, "--out", str(tmp_path / "out"),
            "--scratch", str(tmp_path / "scratch"), "--model_dir", str(tmp_path / "model"), *extra]
@@ -26,7 +26,7 @@ def run_group(tmp_path, group: str, *extra: str) -> list[dict]:
     report = json.loads((tmp_path / "out" / f"speed_vs_hf_{group}.json").read_text())
     table = (tmp_path / "out" / f"speed_vs_hf_{group}.md").read_text()
     assert not (REPO / "config.yaml").exists()
-    assert table.count("\n| ") == 1 + len(report["rows"])  # header + one line per row
+    assert table.count("\n| ") == 1 + (table_rows or len(report["rows"]))  # header + one line per row
     return report["rows"]
 
 
@@ -44,3 +44,31 @@ def test_causal_generate_rows_compare_identical_texts(tmp_path):
                      "--gen_plan", "lora-bf16:1:6:dynamic", "lora-bf16:2:6:static")
     assert [r["same_texts"] for r in rows] == ["12/12", "12/12"]
     assert all(r["ours"]["samples"] == 12 == r["hf"]["samples"] for r in rows)
+
+
+def test_quality_group_trains_both_sides_by_time_and_scores_hf_in_dataset_order(tmp_path):
+    root_files = {p.name: p.stat().st_mtime_ns for p in REPO.iterdir() if p.is_file()}
+    rows = run_group(tmp_path, "quality", "--data", str(REPO / "lightning_summ/sample_data/train.csv"), "--test",
+                     str(REPO / "lightning_summ/sample_data/dev.csv"), "--budget_s", "2", "--warmup", "1",
+                     "--eval_batch_size", "16", "--decodes", "free", "--quality_variants", "ours", "hf+pad64", table_rows=4)
+    ours, hf = rows
+    assert [ours["variant"], hf["variant"]] == ["ours", "hf+pad64"] and ours["steps"] > 1 and hf["steps"] > 1
+    assert set(ours["decodes"]) == {"free"} and set(hf["decodes"]) == {"free", "free-reordered", "free-sequential"}
+    assert all(d["rows"] == 40 and 1 <= d["distinct"] <= 40 for r in rows for d in r["decodes"].values())
+    # predict under length grouping returns the rows out of order; the sequential predict writes the
+    # same texts as the reordered ones (fp32 on the CPU)
+    assert hf["returned_rows_in_dataset_order"] < 40
+    saved = json.loads((tmp_path / "scratch" / "quality" / "hf_pad64.json").read_text())["decodes"]
+    assert saved["free-sequential"]["predictions"] == saved["free-reordered"]["predictions"]
+    # the CLI's saved config.yaml lands in the variant's folder, not in the checkout
+    assert (tmp_path / "scratch" / "quality" / "ours" / "config.yaml").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in REPO.iterdir() if p.is_file()} == root_files
+
+
+def test_quality_rouge_is_rouge_score_with_stemming_averaged_over_references():
+    sys.path.insert(0, str(REPO / "bench"))
+    from quality import rouge
+
+    scores = rouge(["the cats sat", "a dog ran"], [["the cat sat", "a dog ran"], ["a dog ran"]])
+    assert scores["r1"] == 75.0 and scores["rl"] == 75.0  # (mean of 100 and 0, stemmed) and 100, over two rows
+    assert scores["r2"] == 75.0
