@@ -39,7 +39,7 @@ import torch
 
 from common import REPO, sync
 from hf_side import data_tags, dataset_order, in_dataset_order, length_grouping
-from lightning_summ.data.readers import read_examples
+from lightning_summ.io import read_examples
 
 CONFIG = REPO / "bench/configs/dialogsum-bart-base.yaml"
 RECIPE = {"lr": 3e-4, "batch_size": 32, "warmup_steps": 400, "label_smoothing": 0.1, "source": 512, "target": 128,
@@ -195,7 +195,7 @@ def hf(args, work: Path, options: set[str]) -> dict:
     from transformers import (AutoTokenizer, BartConfig, BartForConditionalGeneration, DataCollatorForSeq2Seq,
                               Seq2SeqTrainer, Seq2SeqTrainingArguments)
 
-    from lightning_summ.data.special_tokens import add_tags_to_tokenizer
+    from lightning_summ.tags import add_tags_to_tokenizer
 
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     if "tags" in options:
