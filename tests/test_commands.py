@@ -116,7 +116,7 @@ def test_an_error_raised_while_the_run_starts_is_one_line(tmp_path, monkeypatch,
         main(["fit", "--config", str(QUICKSTART), *TINY, "--data.fold", "5", "--data.num_folds", "5"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == "lightning_summ: error: data.fold must be in [0, data.num_folds=5), got 5"
+    assert err.strip().splitlines()[-1] == "lightning_summ: error: data.fold must be in [0, 4] with data.num_folds 5, got 5"
     assert "Traceback" not in err
 
 

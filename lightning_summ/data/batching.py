@@ -107,3 +107,45 @@ def collate_metadata(features: list[dict]) -> dict:
         "references": [f["references"] for f in features],
         "dialogue": [f.get("dialogue", "") for f in features],
     }
+
+
+class Seq2SeqCollator:
+    """Right-pads sources (attention mask) and labels (-100, ignored by the loss)."""
+
+    def __init__(self, pad_id: int, pad_to_multiple_of: int = 1):
+        self.pad_id, self.multiple = pad_id, pad_to_multiple_of
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = collate_metadata(features)
+        batch["input_ids"] = pad_right([f["input_ids"] for f in features], self.pad_id, self.multiple)
+        batch["attention_mask"] = pad_right([[1] * len(f["input_ids"]) for f in features], 0, self.multiple)
+        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)  # real tokens, for speed reports
+        if all("labels" in f for f in features):
+            batch["labels"] = pad_right([f["labels"] for f in features], -100, self.multiple)
+            batch["num_tokens"] += sum(len(f["labels"]) for f in features)
+        return batch
+
+
+class CausalCollator:
+    """Left-pads everything; training rows end with ``summary + EOS``, generation rows with the prompt."""
+
+    def __init__(self, pad_id: int, for_generation: bool, pad_to_multiple_of: int = 1):
+        self.pad_id, self.for_generation, self.multiple = pad_id, for_generation, pad_to_multiple_of
+
+    def _pad(self, seqs: list[list[int]], labels: list[list[int]], prefix: str = "") -> dict:
+        return {f"{prefix}input_ids": pad_left(seqs, self.pad_id, self.multiple),
+                f"{prefix}attention_mask": pad_left([[1] * len(s) for s in seqs], 0, self.multiple),
+                f"{prefix}labels": pad_left(labels, -100, self.multiple)}
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = collate_metadata(features)
+        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)  # real tokens, for speed reports
+        if not self.for_generation:
+            batch.update(self._pad([f["input_ids"] for f in features], [f["labels"] for f in features]))
+            return batch
+        batch["input_ids"] = pad_left([f["input_ids"] for f in features], self.pad_id, self.multiple)
+        batch["attention_mask"] = pad_left([[1] * len(f["input_ids"]) for f in features], 0, self.multiple)
+        if all("loss_input_ids" in f for f in features):  # validation/test: loss on prompt + gold summary
+            batch.update(self._pad([f["loss_input_ids"] for f in features], [f["loss_labels"] for f in features],
+                                   prefix="loss_"))
+        return batch

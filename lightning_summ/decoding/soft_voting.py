@@ -148,24 +148,13 @@ def soft_voting_beam_search(models: list, input_ids: torch.Tensor, attention_mas
         scores = (beam_scores.view(-1, 1) + log_probs).view(batch, k * vocab)
         top_scores, top_ids = scores.topk(2 * k, dim=1)
         next_beams, next_tokens, next_scores = [], [], []
-        generated = step + 1
         for b in range(batch):
-            kept = 0
-            for rank, (score, flat) in enumerate(zip(top_scores[b].tolist(), top_ids[b].tolist())):
-                beam, token = divmod(flat, vocab)
-                if token in eos_ids:
-                    if rank < k and not done[b]:  # like HF: only an EOS among the top K ends a hypothesis
-                        seq = sequences[b * k + beam, prefix:].tolist() + [token]
-                        finished[b].append((score / generated ** length_penalty, seq))
-                    continue
-                next_beams.append(b * k + beam)
-                next_tokens.append(token)
-                next_scores.append(score)
-                kept += 1
-                if kept == k:
-                    break
-            if len(finished[b]) >= k:
-                done[b] = True
+            kept = _advance_row(b, k, vocab, top_scores[b].tolist(), top_ids[b].tolist(), sequences, prefix, eos_ids,
+                                (step + 1) ** length_penalty, finished[b], done[b])
+            next_beams += [b * k + beam for beam, _, _ in kept]
+            next_tokens += [token for _, token, _ in kept]
+            next_scores += [score for _, _, score in kept]
+            done[b] = len(finished[b]) >= k
         if all(done):
             break
         beam_idx = torch.tensor(next_beams, device=device)
@@ -181,3 +170,22 @@ def soft_voting_beam_search(models: list, input_ids: torch.Tensor, attention_mas
         best = sorted(finished[b], key=lambda x: x[0], reverse=True)[:num_return_sequences]
         results.append([(seq, score) for score, seq in best])
     return results
+
+
+def _advance_row(b: int, k: int, vocab: int, top_scores: list[float], top_ids: list[int], sequences: torch.Tensor,
+                 prefix: int, eos_ids: set[int], length_norm: float, finished: list, done: bool
+                 ) -> list[tuple[int, int, float]]:
+    """One row's step of beam search over its 2K best (beam, token) pairs: an EOS among the top K ends
+    a hypothesis (into ``finished``, scored ``sum log p / length ** length_penalty``, as HF does); the
+    first K non-EOS pairs continue, returned as (beam, token, score)."""
+    kept = []
+    for rank, (score, flat) in enumerate(zip(top_scores, top_ids)):
+        beam, token = divmod(flat, vocab)
+        if token in eos_ids:
+            if rank < k and not done:
+                finished.append((score / length_norm, sequences[b * k + beam, prefix:].tolist() + [token]))
+            continue
+        kept.append((beam, token, score))
+        if len(kept) == k:
+            break
+    return kept
