@@ -111,10 +111,11 @@ class SpeedMonitor(Callback):
                 "device": torch.cuda.get_device_name(device) if cuda else device.type}
 
     def on_fit_end(self, trainer, pl_module) -> None:
+        log_dir = trainer.log_dir  # a collective call under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         result = self.results_for(trainer)
-        path = self.output_path or f"{trainer.log_dir or '.'}/speed.json"
+        path = self.output_path or f"{log_dir or '.'}/speed.json"
         with atomic_write(path) as f:
             json.dump(result, f, indent=2)
         say(f"Speed: {json.dumps(result)}")

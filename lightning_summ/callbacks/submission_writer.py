@@ -30,7 +30,8 @@ class SubmissionWriter(BasePredictionWriter):
         output_path: the submission CSV; ``None`` writes ``submission.csv`` in the run's log
             directory (printed at the end).
         candidates_path: JSONL with one object per input: ``fname``, ``summary`` and ``candidates``
-            (each ``text`` + ``score``, the mean token log-probability); ``None`` writes
+            (each ``text`` + ``score``: beam search's length-penalised sum of token log-probabilities,
+            the mean token log-probability for greedy/sampling, 0 for APIs); ``None`` writes
             ``candidates.jsonl`` beside the CSV; ``""`` writes none.
     """
 
@@ -41,9 +42,10 @@ class SubmissionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         records = gather_records(trainer, predictions)
+        log_dir = trainer.log_dir  # a collective call under DDP: every rank must ask, before rank 0 alone writes
         if not trainer.is_global_zero:
             return
-        csv_path = Path(self.output_path or Path(trainer.log_dir or ".") / "submission.csv")
+        csv_path = Path(self.output_path or Path(log_dir or ".") / "submission.csv")
         write_submission(csv_path, ((r["fname"], r["summary"]) for r in records))
         if self.candidates_path != "":
             jsonl = Path(self.candidates_path or csv_path.with_name("candidates.jsonl"))
