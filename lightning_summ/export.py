@@ -21,11 +21,11 @@ import torch
 
 from lightning_summ.console import say
 from lightning_summ.errors import ConfigError
-from lightning_summ.models.evaluation import read_checkpoint
+from lightning_summ.models.base import load_checkpoint
 
 
 def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge: bool = False,
-                      precision: str = "32-true") -> Path:
+                      device: Optional[torch.device] = None, precision: str = "32-true") -> Path:
     lora = getattr(model, "lora", None) is not None
     if merge and getattr(model, "quantization", None) is not None:
         raise ConfigError("merging LoRA into a 4-bit base would quantize the merged weights; export with "
@@ -33,7 +33,7 @@ def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge:
     out = Path(output_dir)
     if out.exists():
         raise ConfigError(f"--output_dir {out} exists; choose a new output_dir")
-    load_checkpoint(model, datamodule, ckpt_path, precision=precision)
+    load_checkpoint(model, datamodule, ckpt_path, device=device, precision=precision)
     network = model.model.merge_and_unload() if (lora and merge) else model.model
     # Written beside the target and renamed at the end: no half-exported directory on failure.
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -48,16 +48,3 @@ def export_checkpoint(model, datamodule, ckpt_path: str, output_dir: str, merge:
     kind = "merged model" if merge else "LoRA adapter" if lora else "model"
     say(f"Exported the {kind} to {out}")
     return out
-
-
-def load_checkpoint(model, datamodule, ckpt_path, device: Optional[torch.device] = None,
-                    precision: str = "32-true") -> None:
-    """Build ``model`` on ``device`` for ``precision`` with the training vocabulary (the DataModule
-    fixes its processor's tags from the training file) and load a checkpoint's weights, outside a Trainer."""
-    datamodule.fit_processor()
-    model.inference_device, model.inference_precision = device or torch.device("cpu"), precision
-    model.configure_model()
-    if ckpt_path:
-        checkpoint = read_checkpoint(ckpt_path)
-        model.on_load_checkpoint(checkpoint)
-        model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)

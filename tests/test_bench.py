@@ -52,7 +52,8 @@ def test_quality_group_trains_both_sides_by_time_and_scores_hf_in_dataset_order(
                      str(REPO / "lightning_summ/sample_data/dev.csv"), "--budget_s", "2", "--warmup", "1",
                      "--eval_batch_size", "16", "--decodes", "free", "--quality_variants", "ours", "hf+pad64", table_rows=4)
     ours, hf = rows
-    assert [ours["variant"], hf["variant"]] == ["ours", "hf+pad64"] and ours["steps"] > 1 and hf["steps"] > 1
+    assert [ours["variant"], hf["variant"]] == ["ours", "hf+pad64"]
+    assert ours["steps"] >= 1 and hf["steps"] >= 1  # trained by time: a loaded machine may fit only one step
     assert set(ours["decodes"]) == {"free"} and set(hf["decodes"]) == {"free", "free-reordered", "free-sequential"}
     assert all(d["rows"] == 40 and 1 <= d["distinct"] <= 40 for r in rows for d in r["decodes"].values())
     # predict under length grouping returns the rows out of order; the sequential predict writes the

@@ -108,3 +108,25 @@ def test_predict_with_other_lengths_than_training_fails_with_one_line(cli_run, t
 def test_the_datamodule_never_reaches_into_the_model():
     source = inspect.getsource(datamodule_module)
     assert "lightning_module" not in source and "self.model" not in source
+
+
+def test_serve_decodes_under_the_precision_predict_uses():
+    """Outside a Trainer, the model autocasts as Lightning's precision plugin does under predict."""
+    from lightning_summ.models.seq2seq import Seq2SeqSummarizer
+
+    model = Seq2SeqSummarizer(tokenizer=TOKENIZER, model_config={"model_type": "bart", "d_model": 16})
+    model.inference_precision = "bf16-mixed"
+    with model.inference_context():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    model.inference_precision = "32-true"
+    with model.inference_context():
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_ensemble_checkpoints_are_refused_for_fit_before_any_member_loads(tmp_path):
+    from lightning_summ.models.seq2seq import Seq2SeqSummarizer
+
+    model = Seq2SeqSummarizer(tokenizer=TOKENIZER, model_config={"model_type": "bart", "d_model": 16},
+                              ensemble_checkpoints=[str(tmp_path / "does-not-exist.ckpt")])
+    with pytest.raises(ConfigError, match="not fit"):
+        model.setup("fit")

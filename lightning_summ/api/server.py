@@ -61,7 +61,7 @@ class BatchingSummarizer:
         """Summaries of ``dialogues`` decoded together with the model's generation settings updated
         by ``settings`` (``ChatRequest.settings``: e.g. a smaller ``max_new_tokens``)."""
         module, batch = self.module, self.make_batch(dialogues)
-        with self._generation(dict(settings)), torch.no_grad():
+        with self._generation(dict(settings)), module.inference_context(), torch.no_grad():
             summaries = [cands[0][0] for cands in module.generate_candidates(batch)]
         prompt_tokens = batch["attention_mask"].sum(1).tolist()
         tokenizer = module.tokenizer

@@ -53,6 +53,7 @@ def run_fold(fold: int, num_folds: int, args: list[str], fold_dir: Path, logger_
         cli.trainer.save_checkpoint(ckpt)
     elif cli.trainer.is_global_zero:
         link_or_copy(best, ckpt)
+    cli.trainer.strategy.barrier()  # under DDP the other ranks predict from best.ckpt next
     evaluation = cli.model.evaluation
     heldout = fold_dir / "heldout.csv"
     write_examples(heldout, cli.datamodule.examples["val"])

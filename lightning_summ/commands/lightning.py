@@ -52,7 +52,8 @@ class SummarizationTrainer(Trainer):
         """
         from lightning_summ.export import export_checkpoint
 
-        export_checkpoint(model, datamodule, ckpt_path, output_dir, merge, precision=str(self.precision))
+        export_checkpoint(model, datamodule, ckpt_path, output_dir, merge, device=self.strategy.root_device,
+                          precision=str(self.precision))
 
 
 class SummarizationCLI(LightningCLI):
@@ -79,11 +80,10 @@ class SummarizationCLI(LightningCLI):
             raise cause from None
 
     def _parse_ckpt_path(self) -> None:
-        # Lightning lets a checkpoint's hparams override the model config, command line included;
-        # we take them only when no model is configured (``predict --ckpt_path X`` alone), so that
-        # e.g. ``--model.init_args.generation.num_beams 8`` at predict time is honoured.
-        if self.config.get("subcommand") and self.config[self.config.subcommand].get("model") is None:
-            super()._parse_ckpt_path()
+        # Lightning lets a checkpoint's hparams override the model config, command line included; we
+        # never do, so that e.g. ``--model.init_args.generation.num_beams 8`` at predict time is honoured.
+        # What must match the checkpoint (vocabulary, tags, prompt, lengths) is verified on load instead.
+        return
 
     def after_fit(self) -> None:
         ckpt = self.trainer.checkpoint_callback

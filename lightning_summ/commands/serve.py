@@ -41,10 +41,13 @@ def load_module(cli_args: list[str], ckpt_path: Optional[str]):
     """The configured model with the checkpoint's weights, in eval mode, on the Trainer's device
     (a GPU when there is one) and for its precision."""
     from lightning_summ.commands.lightning import run_cli
-    from lightning_summ.export import load_checkpoint
+    from lightning_summ.models.base import SummarizerBase, load_checkpoint
 
     cli = run_cli(cli_args, run=False)
     module, device = cli.model, cli.trainer.strategy.root_device
+    if not isinstance(module, SummarizerBase):
+        raise ConfigError(f"serve runs a trained model (Seq2SeqSummarizer, CausalLMSummarizer), not a "
+                          f"{type(module).__name__}")
     load_checkpoint(module, cli.datamodule, ckpt_path, device=device, precision=str(cli.trainer.precision))
     return module.to(device).eval()
 

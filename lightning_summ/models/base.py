@@ -9,6 +9,7 @@ output are new (``generated_tokens``) and add ``extra_generate_kwargs``. Decodin
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Optional
 
 import torch
@@ -75,6 +76,14 @@ class SummarizerBase(SummaryEvaluationModule):
             return self.trainer.strategy.root_device, str(self.trainer.precision)
         return self.inference_device, self.inference_precision
 
+    def inference_context(self):
+        """Autocast for a mixed precision outside a Trainer (``serve``): under ``predict`` the
+        Trainer's precision plugin does the same, so both decode with the same numerics."""
+        device, precision = self.placement()
+        if self._trainer is None and precision in ("bf16-mixed", "16-mixed"):
+            return torch.autocast(device.type, dtype=torch.bfloat16 if precision.startswith("bf16") else torch.float16)
+        return nullcontext()
+
     def configure_model(self) -> None:
         if self.model is not None:
             return
@@ -85,16 +94,17 @@ class SummarizerBase(SummaryEvaluationModule):
             checkpoint = read_checkpoint(path)
             self.on_load_checkpoint(checkpoint)  # same processor (and adapters), or a clear error
             member = self.build_model()
-            member.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
-                                    if k.startswith("model.")}, strict=self.strict_loading)
+            load_weights(member, checkpoint, self.strict_loading, prefix="model.")
             self.members.append(member.eval().requires_grad_(False))
         if self.members:
             self.decoder = SoftVoting(self.members)
 
     # -- training ---------------------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        if self.ensemble_checkpoints:
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.ensemble_checkpoints:  # before configure_model loads every member
             raise ConfigError("model.ensemble_checkpoints is for validate/test/predict, not fit")
+
+    def on_fit_start(self) -> None:
         check_trainable_dtypes(self, str(self.trainer.precision), uses_grad_scaler(self.trainer.precision_plugin))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -140,3 +150,25 @@ class SummarizerBase(SummaryEvaluationModule):
             torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
         else:
             torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
+
+def load_weights(network: torch.nn.Module, checkpoint: dict, strict: bool, prefix: str = "") -> None:
+    """A checkpoint's weights into ``network``: all of them, or those under ``prefix`` (stripped)."""
+    state = checkpoint["state_dict"]
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    network.load_state_dict(state, strict=strict)
+
+
+def load_checkpoint(model: SummarizerBase, datamodule, ckpt_path: Optional[str],
+                    device: Optional[torch.device] = None, precision: str = "32-true") -> None:
+    """Outside a Trainer (export, serve): build ``model`` on ``device`` for ``precision`` with the
+    training vocabulary (the DataModule fixes its processor's tags from the training file), then
+    verify and load the checkpoint's weights; the one place that does this besides Lightning."""
+    datamodule.fit_processor()
+    model.inference_device, model.inference_precision = device or torch.device("cpu"), precision
+    model.configure_model()
+    if ckpt_path:
+        checkpoint = read_checkpoint(ckpt_path)
+        model.on_load_checkpoint(checkpoint)
+        load_weights(model, checkpoint, model.strict_loading)

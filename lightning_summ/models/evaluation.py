@@ -9,6 +9,7 @@ and an optimizer, the API summarizer adds a client. Everything the Trainer sees 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, is_dataclass
 from typing import Optional
 
@@ -49,6 +50,10 @@ class SummaryEvaluationModule(LightningModule):
         device = batch["input_ids"].device if "input_ids" in batch else self.device
         with attention_for_generation(self.static_cache, device):
             return self.decoder(self, batch)
+
+    def inference_context(self):
+        """What decoding outside a Trainer (``serve``) runs under; see ``SummarizerBase``."""
+        return nullcontext()
 
     def validation_loss(self, batch: dict) -> Optional[torch.Tensor]:
         """The loss on the gold summaries, for models that have one."""
