@@ -100,6 +100,10 @@ class SummaryProcessor:
     def collator(self, for_generation: bool, pad_to_multiple_of: int = 1):
         return collate_metadata  # text only: nothing to pad
 
+    def sequence_lengths(self, feature: dict) -> tuple[int, ...]:
+        """Lengths of the token sequences a batch pads for ``feature`` (what a token budget counts)."""
+        return (len(feature["input_ids"]),)
+
     def features(self, examples: Sequence[Example], split: str) -> list[dict]:
         """Encoded features of ``examples`` for a split: ``train`` uses every reference as its own
         target; ``val``/``test`` compute the loss on the first and score against all; ``predict``
@@ -194,6 +198,10 @@ class Seq2SeqProcessor(SummaryProcessor):
     def collator(self, for_generation: bool, pad_to_multiple_of: int = 1) -> Seq2SeqCollator:
         return Seq2SeqCollator(self.tokenizer.pad_token_id, pad_to_multiple_of)
 
+    def sequence_lengths(self, feature: dict) -> tuple[int, ...]:
+        """Source and, when there is one, target: the decoder runs over the padded labels too."""
+        return (len(feature["input_ids"]), len(feature.get("labels", ())))
+
 
 class CausalProcessor(SummaryProcessor):
     """Decoder-only features: ``prompt(dialogue) + summary + EOS`` with the loss on the summary only;
@@ -261,3 +269,8 @@ class CausalProcessor(SummaryProcessor):
 
     def collator(self, for_generation: bool, pad_to_multiple_of: int = 1) -> CausalCollator:
         return CausalCollator(self.tokenizer.pad_token_id, for_generation, pad_to_multiple_of)
+
+    def sequence_lengths(self, feature: dict) -> tuple[int, ...]:
+        """Prompt + summary (training), or the prompt and the validation loss's prompt + summary;
+        the labels share the input's width and add no model work."""
+        return (len(feature["input_ids"]), len(feature.get("loss_input_ids", ())))
