@@ -221,3 +221,48 @@ class CausalCollator:
             batch.update(self._pad([f["loss_input_ids"] for f in features], [f["loss_labels"] for f in features],
                                    prefix="loss_"))
         return batch
+
+
+class PackingCollator:
+    """Padding-free training rows for decoder-only models (``data.packing``): the batch's examples
+    (prompt + summary) are packed first-fit, longest first, into rows of at most ``row_length``
+    tokens, and the rows are right-padded to the longest.
+
+    No attention mask: ``position_ids`` restart at 0 for every example (and for the padding), and
+    transformers (5.x, with no mask and no cache) builds from them a block-diagonal causal mask, so
+    no example attends to another. The first label of every example is -100 (always a prompt token
+    already): no position is trained to predict the next example.
+    """
+
+    def __init__(self, pad_id: int, row_length: int, pad_to_multiple_of: int = 1):
+        self.pad_id, self.row_length, self.multiple = pad_id, row_length, pad_to_multiple_of
+
+    def rows(self, features: list[dict]) -> list[list[dict]]:
+        """First-fit decreasing: each example into the first row with room for it."""
+        rows: list[list[dict]] = []
+        room: list[int] = []
+        for feature in sorted(features, key=lambda f: len(f["input_ids"]), reverse=True):
+            size = len(feature["input_ids"])
+            slot = next((r for r, left in enumerate(room) if left >= size), None)
+            if slot is None:
+                rows.append([])
+                room.append(self.row_length)
+                slot = len(rows) - 1
+            rows[slot].append(feature)
+            room[slot] -= size
+        return rows
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = collate_metadata(features)
+        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)
+        ids, labels, positions = [], [], []
+        for row in self.rows(features):
+            ids.append([t for f in row for t in f["input_ids"]])
+            labels.append([t for f in row for t in [-100, *f["labels"][1:]]])
+            positions.append([p for f in row for p in range(len(f["input_ids"]))])
+        width = padded_width(ids, self.multiple)
+        batch["input_ids"] = pad_right(ids, self.pad_id, self.multiple)
+        batch["labels"] = pad_right(labels, -100, self.multiple)
+        # the padding is a block of its own (positions from 0): it attends only to itself
+        batch["position_ids"] = torch.tensor([p + list(range(width - len(p))) for p in positions], dtype=torch.long)
+        return batch

@@ -68,6 +68,11 @@ class SummarizationDataModule(LightningDataModule):
         eval_max_tokens_per_batch: the same for validation/test/predict batches (sorted, longest
             first; replaces ``eval_batch_size``); defaults to ``max_tokens_per_batch``. Counts the
             input tokens only: generation adds ``rows x num_beams x max_new_tokens`` on top.
+        packing: decoder-only training without padding: each batch's examples are packed into rows
+            of up to ``model.max_length`` tokens, position ids restarting per example and no attention
+            mask, so that attention stays within each example (transformers builds the block-diagonal
+            mask for sdpa/eager/flex attention); the loss is the same mean over the batch's summary
+            tokens. Training batches only; refused for seq2seq models.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class SummarizationDataModule(LightningDataModule):
         pad_to_multiple_of: int = 1,
         max_tokens_per_batch: Optional[int] = None,
         eval_max_tokens_per_batch: Optional[int] = None,
+        packing: bool = False,
     ):
         super().__init__()
         if (fold is None) != (num_folds is None):
@@ -110,6 +116,7 @@ class SummarizationDataModule(LightningDataModule):
         self.pad_to_multiple_of = pad_to_multiple_of
         self.max_tokens_per_batch = max_tokens_per_batch
         self.eval_max_tokens_per_batch = eval_max_tokens_per_batch or max_tokens_per_batch
+        self.packing = packing
         self.examples: dict[str, list[Example]] = {}
         self.features: dict[str, list[dict]] = {}
 
@@ -160,6 +167,8 @@ class SummarizationDataModule(LightningDataModule):
 
     def setup(self, stage: str) -> None:
         self.fit_processor()
+        if stage == "fit":
+            self._train_collator()  # data.packing with a seq2seq model fails here, before any training
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
         for split in splits:
             self._encode(split)
@@ -183,8 +192,12 @@ class SummarizationDataModule(LightningDataModule):
             sampler = LengthBucketBatchSampler([len(f["input_ids"]) for f in feats], self.batch_size, shuffle=True,
                                                seed=self.seed, pool_factor=self.pool_factor,
                                                num_replicas=world, rank=rank)
-        collate = self.processor.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
-        return DataLoader(feats, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
+        return DataLoader(feats, batch_sampler=sampler, collate_fn=self._train_collator(), num_workers=self.num_workers)
+
+    def _train_collator(self):
+        if self.packing:
+            return self.processor.packing_collator(self.pad_to_multiple_of)
+        return self.processor.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
 
     def _eval_loader(self, split: str) -> DataLoader:
         feats = self._encode(split)

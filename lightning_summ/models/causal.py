@@ -158,6 +158,12 @@ class CausalLMSummarizer(SummarizerBase):
 
     # -- steps ----------------------------------------------------------------------------------
     def compute_loss(self, batch: dict) -> torch.Tensor:
+        if "position_ids" in batch:  # packed rows (data.packing): no mask, position ids restart per example
+            backbone, head = self._backbone_and_head()
+            # use_cache=False matters: with a cache transformers skips the packed-sequence mask
+            hidden = backbone(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                              use_cache=False).last_hidden_state
+            return chunked_head_cross_entropy(hidden[:, :-1], head, batch["labels"][:, 1:], self.loss_chunk_size)
         prefix = "" if "labels" in batch else "loss_"
         input_ids, mask, labels = (batch[f"{prefix}{k}"] for k in ("input_ids", "attention_mask", "labels"))
         # Left padding puts every summary at the end: the head only needs the last positions.

@@ -10,6 +10,8 @@ them, so at most one chunk's logits exist at any moment. Same loss and gradients
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -20,17 +22,20 @@ def _chunk_loss_sum(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.
 
 
 def chunked_head_cross_entropy(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor,
-                               chunk_size: int) -> torch.Tensor:
+                               chunk_size: Optional[int]) -> torch.Tensor:
     """Mean cross-entropy of ``head(hidden)`` against ``targets`` (``-100`` = ignored).
 
     ``hidden`` is [..., hidden_size] and ``targets`` the matching [...] ids; only positions with a
     target reach the head (as ``F.cross_entropy(..., ignore_index=-100)`` would count them).
+    ``chunk_size`` ``None``: one head call over those positions, nothing recomputed.
     """
     valid = targets != -100
     hidden, targets = hidden[valid], targets[valid]
     count = targets.numel()
     if not count:
         return hidden.sum() * float("nan")  # as F.cross_entropy over no targets: nan, and no crash
+    if chunk_size is None:
+        return _chunk_loss_sum(head, hidden, targets) / count
     total = sum(checkpoint(_chunk_loss_sum, head, hidden[i:i + chunk_size], targets[i:i + chunk_size],
                            use_reentrant=False) for i in range(0, count, chunk_size))
     return total / count
