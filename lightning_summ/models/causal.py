@@ -60,6 +60,11 @@ class CausalLMSummarizer(SummarizerBase):
             logits never exist at once (for 150k-token vocabularies); same loss and gradients.
             ``null`` = one head call over the summary positions. Not for models whose forward
             changes the head's logits (``final_logit_softcapping``, ``logit_scale``).
+        merge_adapters_for_inference: for validate/test/predict outside ``fit``, merge the LoRA weights
+            into the base weights (peft ``merge_adapter``) for the stage, so decoding runs one matmul
+            per layer instead of base + adapter; undone when the stage ends. Same outputs up to fp
+            rounding. Not with ``quantization`` (merging into 4-bit weights would round them), never
+            during ``fit`` (merging and unmerging every validation would drift the base weights).
         atomic_tags: add ``#Person1#``-style tags as single tokens; their new embedding rows are
             trained (peft trainable tokens) while the rest of the vocabulary stays frozen.
         device_map: for inference on models bigger than the GPU (``auto``); ``null`` lets Lightning place it.
@@ -89,6 +94,7 @@ class CausalLMSummarizer(SummarizerBase):
         dtype: str = "bfloat16",
         gradient_checkpointing: bool = False,
         loss_chunk_size: Optional[int] = None,
+        merge_adapters_for_inference: bool = False,
         atomic_tags: bool = True,
         device_map: Optional[Union[str, dict[str, Any]]] = None,
         max_memory: Optional[dict[Union[int, str], str]] = None,
@@ -103,6 +109,9 @@ class CausalLMSummarizer(SummarizerBase):
             raise ConfigError("set model.pretrained or model.tokenizer")
         if quantization is not None and lora is None:
             raise ConfigError("a quantized base cannot be trained directly: set model.lora (QLoRA)")
+        if merge_adapters_for_inference and (lora is None or quantization is not None):
+            raise ConfigError("model.merge_adapters_for_inference needs model.lora without model.quantization "
+                              "(merging into 4-bit weights would round them)")
         if loss_chunk_size is not None and loss_chunk_size < 1:
             raise ConfigError(f"model.loss_chunk_size must be null or >= 1, got {loss_chunk_size}")
         generation = generation or GenerationSettings()
@@ -113,7 +122,8 @@ class CausalLMSummarizer(SummarizerBase):
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.lora, self.quantization = lora, quantization
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags
-        self.loss_chunk_size = loss_chunk_size
+        self.loss_chunk_size, self.merge_adapters_for_inference = loss_chunk_size, merge_adapters_for_inference
+        self._merged = False
         self.device_map, self.max_memory, self.offload_folder = device_map, max_memory, offload_folder
         self.strict_loading = False  # checkpoints hold only the trainable (adapter) weights
         self.save_hyperparameters()
@@ -188,6 +198,37 @@ class CausalLMSummarizer(SummarizerBase):
                 raise ConfigError(f"model.loss_chunk_size: {config.model_type} applies {name} after its head, "
                                   "which the chunked loss does not; set model.loss_chunk_size to null")
         return lm.base_model, lm.get_output_embeddings()
+
+    # -- merged adapters for inference stages ----------------------------------------------------
+    def _merge_adapters(self) -> None:
+        if self.merge_adapters_for_inference and not self._merged and self.trainer.state.fn != "fit":
+            self.model.merge_adapter()
+            self._merged = True
+
+    def _unmerge_adapters(self) -> None:
+        if self._merged:
+            self.model.unmerge_adapter()
+            self._merged = False
+
+    def on_validation_start(self) -> None:
+        super().on_validation_start()
+        self._merge_adapters()
+
+    def on_validation_end(self) -> None:
+        super().on_validation_end()
+        self._unmerge_adapters()
+
+    def on_test_start(self) -> None:
+        self._merge_adapters()
+
+    def on_test_end(self) -> None:
+        self._unmerge_adapters()
+
+    def on_predict_start(self) -> None:
+        self._merge_adapters()
+
+    def on_predict_end(self) -> None:
+        self._unmerge_adapters()
 
     def eos_token_ids(self) -> list[int]:
         configured = self.model.generation_config.eos_token_id
