@@ -103,8 +103,9 @@ class SummarizationDataModule(LightningDataModule):
         for name, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size or 1, 1),
                                  ("num_workers", num_workers, 0), ("pool_factor", pool_factor, 1),
                                  ("pad_to_multiple_of", pad_to_multiple_of, 1),
-                                 ("max_tokens_per_batch", max_tokens_per_batch or 1, 1),
-                                 ("eval_max_tokens_per_batch", eval_max_tokens_per_batch or 1, 1)):
+                                 *((name, value, 1) for name, value in (
+                                     ("max_tokens_per_batch", max_tokens_per_batch),
+                                     ("eval_max_tokens_per_batch", eval_max_tokens_per_batch)) if value is not None)):
             if value < low:
                 raise ConfigError(f"data.{name} must be >= {low}, got {value}")
         self.processor = processor
@@ -115,7 +116,8 @@ class SummarizationDataModule(LightningDataModule):
         self.extra_tags, self.pool_factor = list(extra_tags or []), pool_factor
         self.pad_to_multiple_of = pad_to_multiple_of
         self.max_tokens_per_batch = max_tokens_per_batch
-        self.eval_max_tokens_per_batch = eval_max_tokens_per_batch or max_tokens_per_batch
+        self.eval_max_tokens_per_batch = max_tokens_per_batch if eval_max_tokens_per_batch is None \
+            else eval_max_tokens_per_batch
         self.packing = packing
         self.examples: dict[str, list[Example]] = {}
         self.features: dict[str, list[dict]] = {}

@@ -99,9 +99,10 @@ def test_datamodule_batches_as_collated_stay_within_the_budget(processor):
 
 
 @pytest.mark.parametrize("option", ["max_tokens_per_batch", "eval_max_tokens_per_batch"])
-def test_budget_must_be_positive(option):
-    with pytest.raises(ConfigError, match=f"data.{option} must be >= 1, got -5"):
-        SummarizationDataModule(**{option: -5})
+@pytest.mark.parametrize("value", [0, -5])
+def test_budget_must_be_positive(option, value):
+    with pytest.raises(ConfigError, match=f"data.{option} must be >= 1, got {value}"):
+        SummarizationDataModule(**{option: value})
 
 
 def test_schedule_steps_match_the_batches_trained(cli_run):
