@@ -16,7 +16,7 @@ import hashlib
 import json
 from typing import Iterable, Optional, Sequence
 
-from lightning_summ.data.batching import CausalCollator, Seq2SeqCollator, collate_metadata
+from lightning_summ.data.batching import CausalCollator, PackingCollator, Seq2SeqCollator, collate_metadata
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE, PromptFormatter
 from lightning_summ.io import Example
 from lightning_summ.tags import add_tags_to_tokenizer, find_tags, tag_vocabulary
@@ -99,6 +99,15 @@ class SummaryProcessor:
 
     def collator(self, for_generation: bool, pad_to_multiple_of: int = 1):
         return collate_metadata  # text only: nothing to pad
+
+    def sequence_lengths(self, feature: dict) -> tuple[int, ...]:
+        """Lengths of the token sequences a batch pads for ``feature`` (what a token budget counts)."""
+        return (len(feature["input_ids"]),)
+
+    def packing_collator(self, pad_to_multiple_of: int = 1):
+        """The collator of ``data.packing`` (several training examples per row): decoder-only only."""
+        raise ConfigError("data.packing is for decoder-only models (CausalLMSummarizer), not for this model; "
+                          "set data.packing to false")
 
     def features(self, examples: Sequence[Example], split: str) -> list[dict]:
         """Encoded features of ``examples`` for a split: ``train`` uses every reference as its own
@@ -194,6 +203,10 @@ class Seq2SeqProcessor(SummaryProcessor):
     def collator(self, for_generation: bool, pad_to_multiple_of: int = 1) -> Seq2SeqCollator:
         return Seq2SeqCollator(self.tokenizer.pad_token_id, pad_to_multiple_of)
 
+    def sequence_lengths(self, feature: dict) -> tuple[int, ...]:
+        """Source and, when there is one, target: the decoder runs over the padded labels too."""
+        return (len(feature["input_ids"]), len(feature.get("labels", ())))
+
 
 class CausalProcessor(SummaryProcessor):
     """Decoder-only features: ``prompt(dialogue) + summary + EOS`` with the loss on the summary only;
@@ -261,3 +274,11 @@ class CausalProcessor(SummaryProcessor):
 
     def collator(self, for_generation: bool, pad_to_multiple_of: int = 1) -> CausalCollator:
         return CausalCollator(self.tokenizer.pad_token_id, for_generation, pad_to_multiple_of)
+
+    def packing_collator(self, pad_to_multiple_of: int = 1) -> PackingCollator:
+        return PackingCollator(self.tokenizer.pad_token_id, self.max_length, pad_to_multiple_of)
+
+    def sequence_lengths(self, feature: dict) -> tuple[int, ...]:
+        """Prompt + summary (training), or the prompt and the validation loss's prompt + summary;
+        the labels share the input's width and add no model work."""
+        return (len(feature["input_ids"]), len(feature.get("loss_input_ids", ())))

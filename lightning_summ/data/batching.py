@@ -75,6 +75,78 @@ class SortedBatchSampler(Sampler[list[int]]):
         return len(self.batches)
 
 
+class TokenBudgetBatchSampler(Sampler[list[int]]):
+    """Batches filled up to ``max_tokens`` padded tokens instead of a fixed number of rows.
+
+    Each example has one length per sequence its batch pads (seq2seq: source and target; decoder-
+    only: prompt + summary, plus the loss sequence at validation); a batch costs ``rows x sum of
+    the padded widths`` (widths rounded up to ``multiple``, as the collator pads). Examples are
+    sorted by length and cut greedily into batches that stay within the budget; one example longer
+    than the budget on its own gets a batch of its own (it is never dropped).
+
+    Training (``shuffle``): examples whose padded widths are equal (lengths rounded up to
+    ``multiple``) trade places at random and the batches are shuffled, seeded by ``seed + epoch``.
+    The batches' costs then depend only on the multiset of padded widths, so every epoch has exactly
+    the same number of batches, ``len(sampler)`` is exact and the schedule planned from it
+    (``estimated_stepping_batches``) ends where the training does. The price: with ``multiple`` 1
+    and diverse lengths, a batch holds much the same examples every epoch (in another order);
+    ``pad_to_multiple_of`` 64, advised on a GPU anyway, mixes every 64-token band.
+    Generation (no shuffle): longest first. Under several processes each rank takes every
+    ``num_replicas``-th batch (the list padded by repetition so that ranks stay in step).
+    """
+
+    def __init__(self, lengths: Sequence[Sequence[int]], max_tokens: int, shuffle: bool = True, seed: int = 0,
+                 multiple: int = 1, num_replicas: int = 1, rank: int = 0):
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        self.lengths = [tuple(length) for length in lengths]
+        self.max_tokens, self.shuffle, self.seed, self.multiple = max_tokens, shuffle, seed, multiple
+        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+        self._cached: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _round(self, width: int) -> int:
+        return -(-width // self.multiple) * self.multiple
+
+    def _cost(self, rows: int, widths: Sequence[int]) -> int:
+        return rows * sum(self._round(w) for w in widths)
+
+    def _fill(self, order: list[int]) -> list[list[int]]:
+        """Greedy batches over ``order`` (sorted, longest first) within the token budget."""
+        batches, batch, widths = [], [], ()
+        for i in order:
+            grown = tuple(map(max, widths, self.lengths[i])) if batch else self.lengths[i]
+            if batch and self._cost(len(batch) + 1, grown) > self.max_tokens:
+                batches.append(batch)
+                batch, grown = [], self.lengths[i]
+            batch, widths = batch + [i], grown
+        return batches + ([batch] if batch else [])
+
+    def _all_batches(self) -> list[list[int]]:
+        if self._cached is not None and self._cached[0] == self.epoch:
+            return self._cached[1]
+        rng = random.Random(self.seed + self.epoch)
+        ties = [rng.random() for _ in self.lengths] if self.shuffle else [0.0] * len(self.lengths)
+        # Sorted by the padded widths the cost counts: rows whose widths round alike trade places.
+        order = sorted(range(len(self.lengths)), key=lambda i: (tuple(map(self._round, self.lengths[i])), ties[i]),
+                       reverse=True)
+        batches = self._fill(order)
+        if self.shuffle:
+            rng.shuffle(batches)
+        if self.num_replicas > 1 and batches:
+            batches += batches[: (-len(batches)) % self.num_replicas]
+        self._cached = (self.epoch, batches)
+        return batches
+
+    def __iter__(self):
+        yield from self._all_batches()[self.rank::self.num_replicas]
+
+    def __len__(self) -> int:
+        return len(self._all_batches()[self.rank::self.num_replicas])
+
+
 def padded_width(seqs: Sequence[Sequence[int]], multiple: int = 1) -> int:
     """The longest row, rounded up to ``multiple``: batches then come in a few lengths only, so
     shape-specialised GPU work (cuDNN attention plans, compiled graphs) is prepared once per length."""
@@ -148,4 +220,49 @@ class CausalCollator:
         if all("loss_input_ids" in f for f in features):  # validation/test: loss on prompt + gold summary
             batch.update(self._pad([f["loss_input_ids"] for f in features], [f["loss_labels"] for f in features],
                                    prefix="loss_"))
+        return batch
+
+
+class PackingCollator:
+    """Padding-free training rows for decoder-only models (``data.packing``): the batch's examples
+    (prompt + summary) are packed first-fit, longest first, into rows of at most ``row_length``
+    tokens, and the rows are right-padded to the longest.
+
+    No attention mask: ``position_ids`` restart at 0 for every example (and for the padding), and
+    transformers (5.x, with no mask and no cache) builds from them a block-diagonal causal mask, so
+    no example attends to another. The first label of every example is -100 (always a prompt token
+    already): no position is trained to predict the next example.
+    """
+
+    def __init__(self, pad_id: int, row_length: int, pad_to_multiple_of: int = 1):
+        self.pad_id, self.row_length, self.multiple = pad_id, row_length, pad_to_multiple_of
+
+    def rows(self, features: list[dict]) -> list[list[dict]]:
+        """First-fit decreasing: each example into the first row with room for it."""
+        rows: list[list[dict]] = []
+        room: list[int] = []
+        for feature in sorted(features, key=lambda f: len(f["input_ids"]), reverse=True):
+            size = len(feature["input_ids"])
+            slot = next((r for r, left in enumerate(room) if left >= size), None)
+            if slot is None:
+                rows.append([])
+                room.append(self.row_length)
+                slot = len(rows) - 1
+            rows[slot].append(feature)
+            room[slot] -= size
+        return rows
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = collate_metadata(features)
+        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)
+        ids, labels, positions = [], [], []
+        for row in self.rows(features):
+            ids.append([t for f in row for t in f["input_ids"]])
+            labels.append([t for f in row for t in [-100, *f["labels"][1:]]])
+            positions.append([p for f in row for p in range(len(f["input_ids"]))])
+        width = padded_width(ids, self.multiple)
+        batch["input_ids"] = pad_right(ids, self.pad_id, self.multiple)
+        batch["labels"] = pad_right(labels, -100, self.multiple)
+        # the padding is a block of its own (positions from 0): it attends only to itself
+        batch["position_ids"] = torch.tensor([p + list(range(width - len(p))) for p in positions], dtype=torch.long)
         return batch

@@ -16,7 +16,7 @@ from typing import Optional
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
+from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler, TokenBudgetBatchSampler
 from lightning_summ.errors import ConfigError
 from lightning_summ.io import DataError, Example, read_examples
 from lightning_summ.paths import resolve_path
@@ -60,6 +60,19 @@ class SummarizationDataModule(LightningDataModule):
         pad_to_multiple_of: pad each batch's length up to a multiple of this. On a GPU use 64: batches
             then come in a few shapes, so cuDNN attention plans (built per shape, ~0.1 s each) and
             compiled graphs are made once and reused; padding is masked, so results are unchanged.
+        max_tokens_per_batch: size training batches by padded tokens instead of rows: as many
+            examples as fit ``rows x padded length <= max_tokens_per_batch`` (seq2seq: source +
+            target lengths), length-sorted and shuffled per epoch; replaces ``batch_size`` for
+            training. A single longer example gets a batch of its own. Every epoch has the same
+            number of batches, so the schedule's step count stays exact. ``null`` = ``batch_size`` rows.
+        eval_max_tokens_per_batch: the same for validation/test/predict batches (sorted, longest
+            first; replaces ``eval_batch_size``); defaults to ``max_tokens_per_batch``. Counts the
+            input tokens only: generation adds ``rows x num_beams x max_new_tokens`` on top.
+        packing: decoder-only training without padding: each batch's examples are packed into rows
+            of up to ``model.max_length`` tokens, position ids restarting per example and no attention
+            mask, so that attention stays within each example (transformers builds the block-diagonal
+            mask for sdpa/eager/flex attention); the loss is the same mean over the batch's summary
+            tokens. Training batches only; refused for seq2seq models.
     """
 
     def __init__(
@@ -78,6 +91,9 @@ class SummarizationDataModule(LightningDataModule):
         extra_tags: Optional[list[str]] = None,
         pool_factor: int = 50,
         pad_to_multiple_of: int = 1,
+        max_tokens_per_batch: Optional[int] = None,
+        eval_max_tokens_per_batch: Optional[int] = None,
+        packing: bool = False,
     ):
         super().__init__()
         if (fold is None) != (num_folds is None):
@@ -86,7 +102,10 @@ class SummarizationDataModule(LightningDataModule):
             fold_split([], fold, num_folds, seed)  # checks the numbers now, not mid-run
         for name, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size or 1, 1),
                                  ("num_workers", num_workers, 0), ("pool_factor", pool_factor, 1),
-                                 ("pad_to_multiple_of", pad_to_multiple_of, 1)):
+                                 ("pad_to_multiple_of", pad_to_multiple_of, 1),
+                                 *((name, value, 1) for name, value in (
+                                     ("max_tokens_per_batch", max_tokens_per_batch),
+                                     ("eval_max_tokens_per_batch", eval_max_tokens_per_batch)) if value is not None)):
             if value < low:
                 raise ConfigError(f"data.{name} must be >= {low}, got {value}")
         self.processor = processor
@@ -96,6 +115,10 @@ class SummarizationDataModule(LightningDataModule):
         self.num_workers, self.fold, self.num_folds, self.seed = num_workers, fold, num_folds, seed
         self.extra_tags, self.pool_factor = list(extra_tags or []), pool_factor
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.eval_max_tokens_per_batch = max_tokens_per_batch if eval_max_tokens_per_batch is None \
+            else eval_max_tokens_per_batch
+        self.packing = packing
         self.examples: dict[str, list[Example]] = {}
         self.features: dict[str, list[dict]] = {}
 
@@ -146,6 +169,8 @@ class SummarizationDataModule(LightningDataModule):
 
     def setup(self, stage: str) -> None:
         self.fit_processor()
+        if stage == "fit":
+            self._train_collator()  # data.packing with a seq2seq model fails here, before any training
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
         for split in splits:
             self._encode(split)
@@ -155,19 +180,36 @@ class SummarizationDataModule(LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
+    def _sequence_lengths(self, feats: list[dict]) -> list[tuple[int, ...]]:
+        return [self.processor.sequence_lengths(f) for f in feats]
+
     def train_dataloader(self) -> DataLoader:
         feats = self._encode("train")
         world, rank = self._replicas()
-        sampler = LengthBucketBatchSampler([len(f["input_ids"]) for f in feats], self.batch_size, shuffle=True,
-                                           seed=self.seed, pool_factor=self.pool_factor,
-                                           num_replicas=world, rank=rank)
-        collate = self.processor.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
-        return DataLoader(feats, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
+        if self.max_tokens_per_batch:
+            sampler = TokenBudgetBatchSampler(self._sequence_lengths(feats), self.max_tokens_per_batch, shuffle=True,
+                                              seed=self.seed, multiple=self.pad_to_multiple_of,
+                                              num_replicas=world, rank=rank)
+        else:
+            sampler = LengthBucketBatchSampler([len(f["input_ids"]) for f in feats], self.batch_size, shuffle=True,
+                                               seed=self.seed, pool_factor=self.pool_factor,
+                                               num_replicas=world, rank=rank)
+        return DataLoader(feats, batch_sampler=sampler, collate_fn=self._train_collator(), num_workers=self.num_workers)
+
+    def _train_collator(self):
+        if self.packing:
+            return self.processor.packing_collator(self.pad_to_multiple_of)
+        return self.processor.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
 
     def _eval_loader(self, split: str) -> DataLoader:
         feats = self._encode(split)
         world, rank = self._replicas()
-        batches = SortedBatchSampler([len(f["input_ids"]) for f in feats], self.eval_batch_size, world, rank)
+        if self.eval_max_tokens_per_batch:
+            batches = TokenBudgetBatchSampler(self._sequence_lengths(feats), self.eval_max_tokens_per_batch,
+                                              shuffle=False, multiple=self.pad_to_multiple_of,
+                                              num_replicas=world, rank=rank)
+        else:
+            batches = SortedBatchSampler([len(f["input_ids"]) for f in feats], self.eval_batch_size, world, rank)
         collate = self.processor.collator(for_generation=True, pad_to_multiple_of=self.pad_to_multiple_of)
         return DataLoader(feats, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
 

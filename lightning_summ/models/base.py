@@ -13,11 +13,13 @@ from contextlib import nullcontext
 from typing import Optional
 
 import torch
+from lightning.pytorch.callbacks import Timer
 from transformers import get_scheduler
 
 from lightning_summ.decoding.generate import Generate, SoftVoting
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.evaluation import SummaryEvaluationModule, read_checkpoint
+from lightning_summ.models.schedules import TimeBudgetLR, TrainingClock
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
 from lightning_summ.precision import PrecisionError, check_trainable_dtypes, uses_grad_scaler
 from lightning_summ.processing import SummaryProcessor
@@ -37,6 +39,7 @@ class SummarizerBase(SummaryEvaluationModule):
         self.model = None  # built in configure_model, so that instantiating a config is cheap
         # Where configure_model puts the weights outside a Trainer (export, serve); a Trainer's win.
         self.inference_device, self.inference_precision = torch.device("cpu"), "32-true"
+        self.training_clock = TrainingClock()  # drives optimizer.schedule_to: max_time
 
     @property
     def static_cache(self) -> bool:
@@ -107,6 +110,20 @@ class SummarizerBase(SummaryEvaluationModule):
     def on_fit_start(self) -> None:
         check_trainable_dtypes(self, str(self.trainer.precision), uses_grad_scaler(self.trainer.precision_plugin))
 
+    def on_train_start(self) -> None:
+        self.training_clock.start()  # where Lightning's Timer (trainer.max_time) starts too
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, TimeBudgetLR):
+                config.scheduler.refresh()  # the lr of the time this batch starts, validation included
+
+    def on_validation_start(self) -> None:
+        self.training_clock.pause()  # a no-op outside fit's training (sanity check, validate)
+
+    def on_validation_end(self) -> None:
+        self.training_clock.resume()
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.compute_loss(batch)
         n = len(batch["fname"])
@@ -130,11 +147,27 @@ class SummarizerBase(SummaryEvaluationModule):
             [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.optim.lr, betas=tuple(self.optim.betas), eps=self.optim.eps, fused=fused,
         )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self._scheduler(optimizer), "interval": "step"}}
+
+    def _scheduler(self, optimizer: torch.optim.Optimizer):
+        """Warmup + decay planned over the run's optimizer steps, or over ``trainer.max_time``."""
+        o = self.optim
+        if o.schedule_to == "max_time":
+            return TimeBudgetLR(optimizer, self._time_budget_s(), self.training_clock, o.scheduler,
+                                o.warmup_ratio, o.warmup_steps)
         total = int(self.trainer.estimated_stepping_batches)
-        warmup = self.optim.warmup_steps or int(self.optim.warmup_ratio * total)
-        name = "constant_with_warmup" if self.optim.scheduler == "constant" else self.optim.scheduler
-        scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        warmup = o.warmup_steps or int(o.warmup_ratio * total)
+        name = "constant_with_warmup" if o.scheduler == "constant" else o.scheduler
+        return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+
+    def _time_budget_s(self) -> float:
+        """``trainer.max_time`` in seconds, read from the ``Timer`` that enforces it."""
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer) and c.time_remaining() is not None),
+                     None)
+        if timer is None:
+            raise ConfigError("optimizer.schedule_to: max_time needs trainer.max_time (e.g. 00:00:06:00); "
+                              "set it, or set optimizer.schedule_to: max_epochs")
+        return timer.time_elapsed() + timer.time_remaining()
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Clip safely with fused AdamW. Lightning refuses any clipping with a fused optimizer under

@@ -22,12 +22,14 @@ from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
+from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from lightning_summ.data.batching import position_ids_for
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.base import SummarizerBase
+from lightning_summ.models.chunked_loss import chunked_head_cross_entropy
 from lightning_summ.models.loading import build_config, load_model, torch_dtype
 from lightning_summ.models.peft_setup import apply_lora, quantization_config
 from lightning_summ.models.settings import (EvaluationSettings, GenerationSettings, LoraSettings, OptimizerSettings,
@@ -53,6 +55,16 @@ class CausalLMSummarizer(SummarizerBase):
         quantization: bitsandbytes settings for QLoRA; ``null`` keeps the base in ``dtype``.
         dtype: dtype of the frozen base weights (``bfloat16``); trainable weights are always fp32.
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
+        loss_chunk_size: run the output head and the fp32 cross-entropy on this many summary
+            positions at a time, each chunk recomputed in backward, so [positions x vocabulary]
+            logits never exist at once (for 150k-token vocabularies); same loss and gradients.
+            ``null`` = one head call over the summary positions. Not for models whose forward
+            changes the head's logits (``final_logit_softcapping``, ``logit_scale``).
+        merge_adapters_for_inference: for validate/test/predict outside ``fit``, merge the LoRA weights
+            into the base weights (peft ``merge_adapter``) for the stage, so decoding runs one matmul
+            per layer instead of base + adapter; undone when the stage ends. Same outputs up to fp
+            rounding. Not with ``quantization`` (merging into 4-bit weights would round them), never
+            during ``fit`` (merging and unmerging every validation would drift the base weights).
         atomic_tags: add ``#Person1#``-style tags as single tokens; their new embedding rows are
             trained (peft trainable tokens) while the rest of the vocabulary stays frozen.
         device_map: for inference on models bigger than the GPU (``auto``); ``null`` lets Lightning place it.
@@ -81,6 +93,8 @@ class CausalLMSummarizer(SummarizerBase):
         quantization: Optional[QuantizationSettings] = None,
         dtype: str = "bfloat16",
         gradient_checkpointing: bool = False,
+        loss_chunk_size: Optional[int] = None,
+        merge_adapters_for_inference: bool = False,
         atomic_tags: bool = True,
         device_map: Optional[Union[str, dict[str, Any]]] = None,
         max_memory: Optional[dict[Union[int, str], str]] = None,
@@ -95,6 +109,11 @@ class CausalLMSummarizer(SummarizerBase):
             raise ConfigError("set model.pretrained or model.tokenizer")
         if quantization is not None and lora is None:
             raise ConfigError("a quantized base cannot be trained directly: set model.lora (QLoRA)")
+        if merge_adapters_for_inference and (lora is None or quantization is not None):
+            raise ConfigError("model.merge_adapters_for_inference needs model.lora without model.quantization "
+                              "(merging into 4-bit weights would round them)")
+        if loss_chunk_size is not None and loss_chunk_size < 1:
+            raise ConfigError(f"model.loss_chunk_size must be null or >= 1, got {loss_chunk_size}")
         generation = generation or GenerationSettings()
         processor = CausalProcessor(tokenizer or pretrained, max_length, generation.max_new_tokens, instruction,
                                     prompt_template, use_chat_template, system_prompt, chat_template_kwargs,
@@ -103,6 +122,8 @@ class CausalLMSummarizer(SummarizerBase):
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.lora, self.quantization = lora, quantization
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags
+        self.loss_chunk_size, self.merge_adapters_for_inference = loss_chunk_size, merge_adapters_for_inference
+        self._merged = False
         self.device_map, self.max_memory, self.offload_folder = device_map, max_memory, offload_folder
         self.strict_loading = False  # checkpoints hold only the trainable (adapter) weights
         self.save_hyperparameters()
@@ -147,15 +168,67 @@ class CausalLMSummarizer(SummarizerBase):
 
     # -- steps ----------------------------------------------------------------------------------
     def compute_loss(self, batch: dict) -> torch.Tensor:
+        if "position_ids" in batch:  # packed rows (data.packing): no mask, position ids restart per example
+            backbone, head = self._backbone_and_head()
+            # use_cache=False matters: with a cache transformers skips the packed-sequence mask
+            hidden = backbone(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                              use_cache=False).last_hidden_state
+            return chunked_head_cross_entropy(hidden[:, :-1], head, batch["labels"][:, 1:], self.loss_chunk_size)
         prefix = "" if "labels" in batch else "loss_"
         input_ids, mask, labels = (batch[f"{prefix}{k}"] for k in ("input_ids", "attention_mask", "labels"))
         # Left padding puts every summary at the end: the head only needs the last positions.
         span = int((labels != -100).int().argmax(-1).min()) if labels.shape[1] else 0
         keep = min(labels.shape[1] - span + 1, labels.shape[1])
-        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids_for(mask),
-                            logits_to_keep=keep).logits
         targets = labels[:, labels.shape[1] - keep + 1:]
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        inputs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids_for(mask)}
+        if self.loss_chunk_size is None:
+            logits = self.model(**inputs, logits_to_keep=keep).logits
+            return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        backbone, head = self._backbone_and_head()
+        hidden = backbone(**inputs, use_cache=False).last_hidden_state
+        return chunked_head_cross_entropy(hidden[:, hidden.shape[1] - keep:-1], head, targets, self.loss_chunk_size)
+
+    def _backbone_and_head(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """The decoder stack (LoRA layers inside) and the output head (peft's trainable-tokens
+        wrapper when the new tag rows of an untied head are trained): ``forward`` = head(backbone)."""
+        lm = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+        config = lm.config.get_text_config()
+        for name in ("final_logit_softcapping", "logit_scale"):
+            if getattr(config, name, None) is not None:
+                raise ConfigError(f"model.loss_chunk_size: {config.model_type} applies {name} after its head, "
+                                  "which the chunked loss does not; set model.loss_chunk_size to null")
+        return lm.base_model, lm.get_output_embeddings()
+
+    # -- merged adapters for inference stages ----------------------------------------------------
+    def _merge_adapters(self) -> None:
+        if self.merge_adapters_for_inference and not self._merged and self.trainer.state.fn != "fit":
+            self.model.merge_adapter()
+            self._merged = True
+
+    def _unmerge_adapters(self) -> None:
+        if self._merged:
+            self.model.unmerge_adapter()
+            self._merged = False
+
+    def on_validation_start(self) -> None:
+        super().on_validation_start()
+        self._merge_adapters()
+
+    def on_validation_end(self) -> None:
+        super().on_validation_end()
+        self._unmerge_adapters()
+
+    def on_test_start(self) -> None:
+        self._merge_adapters()
+
+    def on_test_end(self) -> None:
+        self._unmerge_adapters()
+
+    def on_predict_start(self) -> None:
+        self._merge_adapters()
+
+    def on_predict_end(self) -> None:
+        self._unmerge_adapters()
 
     def eos_token_ids(self) -> list[int]:
         configured = self.model.generation_config.eos_token_id

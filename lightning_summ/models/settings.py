@@ -124,6 +124,11 @@ class OptimizerSettings(_Checked):
         warmup_ratio: warmup as a fraction of all optimizer steps, in [0, 1).
         warmup_steps: warmup steps (set either this or ``warmup_ratio``, not both).
         fused: fused AdamW kernel; ``None`` uses it whenever the parameters are on a GPU.
+        schedule_to: what warmup and decay are planned over. ``max_epochs``: optimizer steps of
+            the planned epochs (or ``trainer.max_steps``). ``max_time``: the wall-clock budget
+            ``trainer.max_time``; progress is training time / (budget - validation time so far),
+            so the lr reaches 0 (linear, cosine) when the time is up; ``warmup_ratio`` is then a
+            fraction of the budget, ``warmup_steps`` still counts steps. Needs ``trainer.max_time``.
     """
 
     lr: float = 5e-5
@@ -134,6 +139,7 @@ class OptimizerSettings(_Checked):
     warmup_ratio: float = 0.0
     warmup_steps: int = 0
     fused: Optional[bool] = None
+    schedule_to: Literal["max_epochs", "max_time"] = "max_epochs"
 
     BLOCK = "optimizer"
 
