@@ -7,7 +7,6 @@ from collections import Counter
 
 import pytest
 
-from conftest import QUICKSTART, TINY
 from lightning_summ.data.batching import TokenBudgetBatchSampler
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.errors import ConfigError
