@@ -9,10 +9,12 @@ so outputs are put back in input order afterwards, whatever order the batches ra
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
+
+from lightning_summ.errors import ConfigError
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
@@ -21,6 +23,9 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     Indices are shuffled, cut into pools of ``batch_size * pool_factor``, each pool sorted by length
     and cut into batches, and the batches shuffled again. Under several processes each rank takes
     every ``num_replicas``-th batch (the list is padded by repetition so that ranks stay in step).
+    The order depends only on ``seed`` and the epoch, so a resumed run sees the same batches; its
+    data order is ``state_dict()`` (with the position, kept by ``ResumableDataLoader``), and after
+    ``load_state_dict`` the next pass over that epoch starts at the first batch not yet trained on.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
@@ -28,9 +33,32 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.lengths, self.batch_size, self.shuffle, self.seed = list(lengths), batch_size, shuffle, seed
         self.pool_factor, self.drop_last = pool_factor, drop_last
         self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) of the next pass
+
+    @property
+    def resuming(self) -> bool:
+        return self._resume is not None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        """The data order; the position within the epoch is the training loop's (``ResumableDataLoader``)."""
+        return {"epoch": self.epoch, "seed": self.seed, "num_batches": len(self)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume at ``state``'s position: the next pass is over ``state["epoch"]`` without its first
+        ``state["batches_done"]`` batches, those already trained on (or over the next epoch, from its
+        start, once ``batches_done`` reached ``epoch_batches``)."""
+        if state.get("seed") != self.seed or state.get("num_batches") != len(self):
+            # Another data order (seed, file, batch size or world size): skipping would skip other rows.
+            raise ConfigError(f"cannot resume mid-epoch: the checkpoint's training batches (seed {state.get('seed')}, "
+                              f"{state.get('num_batches')} batches) differ from this run's (seed {self.seed}, "
+                              f"{len(self)} batches); resume with the same data and batch settings")
+        epoch, done = state["epoch"], state["batches_done"]
+        if done >= state.get("epoch_batches", float("inf")):
+            epoch, done = epoch + 1, 0
+        self._resume = (epoch, done)
 
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
@@ -51,10 +79,41 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self):
-        yield from self._all_batches()[self.rank::self.num_replicas]
+        start = 0
+        if self._resume is not None:
+            (self.epoch, start), self._resume = self._resume, None
+        yield from self._all_batches()[self.rank::self.num_replicas][start:]
 
     def __len__(self) -> int:
         return len(self._all_batches()[self.rank::self.num_replicas])
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over a ``LengthBucketBatchSampler`` whose epoch and position survive a checkpoint.
+
+    ``progress()`` (the DataModule reads the Trainer's loops) gives the epoch, the batches of it the
+    training loop has trained on, and the batches it will train on (``limit_train_batches``). Each
+    pass starts the sampler on that epoch: Lightning calls ``set_epoch`` only on a loader's sampler
+    or its batch sampler's ``sampler``, never on a batch sampler itself. Lightning saves
+    ``state_dict()`` of every training loader that has one into the checkpoint and hands it back
+    through ``load_state_dict`` before the resumed epoch's first pass. The position comes from the
+    loop because the loader cannot count it: Lightning fetches a batch ahead, workers further still.
+    """
+
+    def __init__(self, *args, progress: Callable[[], dict], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def __iter__(self):
+        if not self.batch_sampler.resuming:
+            self.batch_sampler.set_epoch(self.progress()["epoch"])
+        return super().__iter__()
+
+    def state_dict(self) -> dict:
+        return {**self.batch_sampler.state_dict(), **self.progress()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.load_state_dict(state)
 
 
 class SortedBatchSampler(Sampler[list[int]]):

@@ -14,9 +14,10 @@ import random
 from typing import Optional
 
 from lightning.pytorch import LightningDataModule
+import torch
 from torch.utils.data import DataLoader
 
-from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
+from lightning_summ.data.batching import LengthBucketBatchSampler, ResumableDataLoader, SortedBatchSampler
 from lightning_summ.errors import ConfigError
 from lightning_summ.io import DataError, Example, read_examples
 from lightning_summ.paths import resolve_path
@@ -98,6 +99,8 @@ class SummarizationDataModule(LightningDataModule):
         self.pad_to_multiple_of = pad_to_multiple_of
         self.examples: dict[str, list[Example]] = {}
         self.features: dict[str, list[dict]] = {}
+        self._train_position: Optional[dict] = None  # from a checkpoint: where the resumed epoch starts
+        self._train_loader: Optional[ResumableDataLoader] = None
 
     # -- the processor's vocabulary --------------------------------------------------------------
     def fit_processor(self) -> SummaryProcessor:
@@ -162,14 +165,49 @@ class SummarizationDataModule(LightningDataModule):
                                            seed=self.seed, pool_factor=self.pool_factor,
                                            num_replicas=world, rank=rank)
         collate = self.processor.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
-        return DataLoader(feats, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
+        loader = ResumableDataLoader(feats, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
+                                     generator=self._loader_generator(), progress=self._training_progress)
+        if self._train_position is not None:  # once: the next loaders start their epochs from the beginning
+            loader.load_state_dict(self._train_position)
+            self._train_position = None
+        self._train_loader = loader
+        return loader
+
+    # -- resuming ---------------------------------------------------------------------------------
+    # The training loader's position is saved here too, not only by Lightning's stateful-loader hook:
+    # a model whose schedule needs the number of steps makes Lightning build the loader while setting
+    # up the optimizers, before it restores the loops, and that hook then never reaches the loader.
+    # The DataModule's state is restored earlier, before any loader exists.
+    def state_dict(self) -> dict:
+        loader = getattr(self, "_train_loader", None)
+        return {"train_position": loader.state_dict()} if loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._train_position = state_dict.get("train_position")
+
+    def _training_progress(self) -> dict:
+        """Where training is: its epoch, the batches of it trained on so far and in all (the loader's
+        epoch and resume position)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {"epoch": 0, "batches_done": 0, "epoch_batches": float("inf")}
+        return {"epoch": trainer.current_epoch, "epoch_batches": trainer.num_training_batches,
+                "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def _loader_generator(self) -> torch.Generator:
+        # A DataLoader draws its workers' base seed from this generator each time it is iterated; by
+        # default that is torch's global generator, which dropout uses too. With a generator of its
+        # own, starting an epoch or a validation does not move the training randomness, so a run
+        # resumed at any step (whose global RNG state the checkpoint restores) draws the same dropout.
+        return torch.Generator().manual_seed(self.seed)
 
     def _eval_loader(self, split: str) -> DataLoader:
         feats = self._encode(split)
         world, rank = self._replicas()
         batches = SortedBatchSampler([len(f["input_ids"]) for f in feats], self.eval_batch_size, world, rank)
         collate = self.processor.collator(for_generation=True, pad_to_multiple_of=self.pad_to_multiple_of)
-        return DataLoader(feats, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
+        return DataLoader(feats, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers,
+                          generator=self._loader_generator())
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
