@@ -189,9 +189,12 @@ class SummarizationDataModule(LightningDataModule):
         """Where training is: its epoch, the batches of it trained on so far and in all (the loader's
         epoch and resume position)."""
         trainer = getattr(self, "trainer", None)
-        if trainer is None:
+        if getattr(trainer, "fit_loop", None) is None:  # a loader used outside a Trainer's fit
             return {"epoch": 0, "batches_done": 0, "epoch_batches": float("inf")}
-        return {"epoch": trainer.current_epoch, "epoch_batches": trainer.num_training_batches,
+        # The batch progress belongs to the epoch started last; ``current_epoch`` already counts on once
+        # that epoch has ended (a checkpoint at the end of training or of an epoch).
+        epoch = max(trainer.fit_loop.epoch_progress.current.started - 1, 0)
+        return {"epoch": epoch, "epoch_batches": trainer.num_training_batches,
                 "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
 
     def _loader_generator(self) -> torch.Generator:
