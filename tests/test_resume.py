@@ -129,3 +129,39 @@ def test_lora_fit_killed_resumes_from_its_adapter_only_checkpoint_exactly(tmp_pa
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["version_0"]
     assert_same_run(tmp_path / "straight" / "logs" / "qwen3-4b-lora-bf16" / "version_0", run_dir)
+
+
+def test_cv_killed_mid_fold_resumes_that_fold_without_a_stale_checkpoint(tmp_path):
+    config = small_config(tmp_path, QUICKSTART, every_n_train_steps=2)
+    args = ["cv", "--cv.num_folds=2", "--config", str(config), *TINY, "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
+            "--model.init_args.evaluation.generate_every_n_epochs=1"]
+
+    def cv(cwd: Path, kill_after: int | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]), "OMP_NUM_THREADS": "1"}
+        extra = []
+        if kill_after is not None:
+            env["KILL_AFTER_STEP"] = str(kill_after)
+            extra = ["--trainer.callbacks+=test_resume.KillAfterStep"]
+        cwd.mkdir(parents=True, exist_ok=True)
+        return subprocess.run([sys.executable, "-m", "lightning_summ", *args, *extra], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    straight = cv(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = cv(tmp_path / "crash", kill_after=2)  # fold 0, halfway through its epoch
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    fold0 = tmp_path / "crash" / "logs" / "quickstart" / "cv" / "fold_0"
+    assert final_state(fold0)["global_step"] == 2 and not (fold0 / "result.json").exists()
+    rerun = cv(tmp_path / "crash")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "cv: resuming the unfinished fold" in rerun.stdout
+    reference = tmp_path / "straight" / "logs" / "quickstart" / "cv" / "fold_0"
+    # One best checkpoint and last.ckpt, as in the uninterrupted fold: nothing left from the killed run.
+    assert sorted(p.name for p in (fold0 / "checkpoints").iterdir()) == \
+        sorted(p.name for p in (reference / "checkpoints").iterdir())
+    assert_same_run(reference, fold0)
+    import json
+
+    ours, theirs = (json.loads((d / "result.json").read_text()) for d in (fold0, reference))
+    assert {k: ours[k] for k in ("r1", "r2", "rl")} == {k: theirs[k] for k in ("r1", "r2", "rl")}
