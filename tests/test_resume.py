@@ -165,3 +165,29 @@ def test_cv_killed_mid_fold_resumes_that_fold_without_a_stale_checkpoint(tmp_pat
 
     ours, theirs = (json.loads((d / "result.json").read_text()) for d in (fold0, reference))
     assert {k: ours[k] for k in ("r1", "r2", "rl")} == {k: theirs[k] for k in ("r1", "r2", "rl")}
+
+
+def test_ckpt_path_last_with_nothing_to_resume_exits_2_in_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from lightning_summ.commands import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "logs" / "quickstart" / "version_0").mkdir(parents=True)  # a run that never checkpointed
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", str(QUICKSTART), *TINY, "--ckpt_path=last"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lightning_summ: error: --ckpt_path last: nothing to resume") \
+        and "logs/quickstart/version_*/checkpoints/last.ckpt" in err[0] and "--ckpt_path auto" in err[0], err
+    assert sorted(p.name for p in (tmp_path / "logs" / "quickstart").iterdir()) == ["version_0"]
+
+
+def test_ckpt_path_auto_starts_a_new_run_when_there_is_nothing_to_resume(tmp_path, monkeypatch, capsys):
+    from lightning_summ.commands.lightning import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    cli = run_cli(["fit", "--config", str(QUICKSTART), *TINY, "--ckpt_path=auto", "--trainer.max_epochs=1",
+                   "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"])
+    assert "Nothing to resume under logs/quickstart: starting a new run" in capsys.readouterr().out
+    assert cli.trainer.global_step == 1 and (Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").is_file()
