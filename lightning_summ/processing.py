@@ -16,7 +16,7 @@ import hashlib
 import json
 from typing import Iterable, Optional, Sequence
 
-from lightning_summ.data.batching import CausalCollator, PackingCollator, Seq2SeqCollator, collate_metadata
+from lightning_summ.data.collate import CausalCollator, PackingCollator, Seq2SeqCollator, collate_metadata
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE, PromptFormatter
 from lightning_summ.io import Example
 from lightning_summ.tags import add_tags_to_tokenizer, find_tags, tag_vocabulary

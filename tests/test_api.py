@@ -58,7 +58,7 @@ def trained(tmp_path_factory):
         args = ["--config", str(QUICKSTART), *TINY]
         cli = run_cli(["fit", *args, "--trainer.max_epochs=2", "--trainer.limit_train_batches=4",
                        "--model.init_args.evaluation.generate_every_n_epochs=1",
-                       "--trainer.callbacks.init_args.every_n_epochs=1", "--model.init_args.optimizer.lr=5e-3"])
+                       "--model.init_args.optimizer.lr=5e-3"])
         # The server serves the trained module itself; predict reads the same weights from a checkpoint.
         ckpt = str(root / "served.ckpt")
         cli.trainer.save_checkpoint(ckpt)

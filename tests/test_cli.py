@@ -21,7 +21,7 @@ from lightning_summ.paths import resolve_path
 def _fit(cli_run, *extra):
     cli = cli_run("fit", "--trainer.max_epochs=2", "--trainer.limit_train_batches=3",
                   "--model.init_args.evaluation.generate_every_n_epochs=1",
-                  "--trainer.callbacks.init_args.every_n_epochs=1", *extra)
+                  *extra)
     return cli, cli.trainer.checkpoint_callback.best_model_path
 
 

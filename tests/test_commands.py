@@ -141,7 +141,7 @@ def test_fit_and_predict_print_no_warning_a_user_cannot_act_on(tmp_path, monkeyp
     # The same callbacks in both runs: predict then restores ModelCheckpoint's state from another
     # directory, the case that warns "The dirpath has changed".
     common = ["--config", str(QUICKSTART), *TINY, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-              "--model.init_args.evaluation.generate_every_n_epochs=1", "--trainer.callbacks.init_args.every_n_epochs=1",
+              "--model.init_args.evaluation.generate_every_n_epochs=1",
               "--trainer.enable_progress_bar=false"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # pytest's own filters (setup.cfg) would hide some of them otherwise

@@ -14,7 +14,7 @@ from lightning_summ.io import read_examples
 from lightning_summ.paths import resolve_path
 
 ARGS = ["--config", str(QUICKSTART), *TINY, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-        "--model.init_args.evaluation.generate_every_n_epochs=1", "--trainer.callbacks.init_args.every_n_epochs=1"]
+        "--model.init_args.evaluation.generate_every_n_epochs=1"]
 
 
 def test_cv_runs_every_fold_writes_oof_and_summary_and_resumes(tmp_path, monkeypatch, capsys):

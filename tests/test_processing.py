@@ -93,7 +93,7 @@ def test_predict_with_other_lengths_than_training_fails_with_one_line(cli_run, t
     from lightning_summ.commands import main
 
     cli = cli_run("fit", "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
-                  "--model.init_args.evaluation.generate_every_n_epochs=1", "--trainer.callbacks.init_args.every_n_epochs=1")
+                  "--model.init_args.evaluation.generate_every_n_epochs=1")
     best = cli.trainer.checkpoint_callback.best_model_path
     with pytest.raises(SystemExit) as exit_:
         main(["predict", "--config", str(QUICKSTART), *TINY, "--ckpt_path", best,

@@ -32,7 +32,7 @@ from lightning_summ.commands import main
 README = REPO / "README.md"
 CKPT = "{CKPT}"
 ONE_EPOCH = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-             "--model.init_args.evaluation.generate_every_n_epochs=1", "--trainer.callbacks.init_args.every_n_epochs=1"]
+             "--model.init_args.evaluation.generate_every_n_epochs=1"]
 
 
 def readme_commands(text: str) -> list[list[str]]:

@@ -24,8 +24,17 @@ that a value present afterwards is one this validation logged, and they skip the
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
+
+from lightning_summ.errors import ConfigError
 
 
 class _OnlyWhenComputed:
@@ -79,3 +88,94 @@ class GenerationEarlyStopping(_OnlyWhenComputed, EarlyStopping):
     """Lightning's ``EarlyStopping`` (same options) that counts only the validations which computed
     ``monitor``: ``patience: 3`` with ``generate_every_n_epochs: 2`` stops after 3 generating epochs
     (6 epochs) without improvement."""
+
+
+class ResumeCheckpoint(ModelCheckpoint):
+    """Writes ``last.ckpt`` (into the run's ``checkpoints/``), from which ``fit --ckpt_path last``
+    continues a crashed fit exactly, every ``every_n_train_steps`` optimizer steps and when training
+    ends. It keeps no "best" (``GenerationCheckpoint`` does). A checkpoint holds the weights
+    (only the adapter for LoRA/QLoRA models), optimizer and schedule, the loops' progress, every
+    callback's state, the training loader's position within the epoch and, through this callback,
+    the random number generators of Python, NumPy and torch (CPU and CUDA), restored just before
+    the first resumed training step.
+
+    Args:
+        every_n_train_steps: optimizer steps between two ``last.ckpt`` writes (each replaces the
+            previous one, atomically). A crash loses at most this many steps.
+        dirpath: directory of ``last.ckpt``; by default the run's ``checkpoints/`` (keep it so:
+            ``--ckpt_path last`` looks there).
+    """
+
+    def __init__(self, every_n_train_steps: int = 50, dirpath: Optional[str] = None):
+        if every_n_train_steps < 1:
+            raise ConfigError(f"ResumeCheckpoint every_n_train_steps must be >= 1, got {every_n_train_steps}")
+        super().__init__(dirpath=dirpath, monitor=None, save_top_k=0, save_last=True,
+                         every_n_train_steps=every_n_train_steps)
+        self._rng_to_restore: Optional[dict[str, Any]] = None
+
+    def state_dict(self) -> dict[str, Any]:
+        # Called while the checkpoint is assembled, i.e. after the step it follows: the state the next
+        # training step starts from (the loaders draw from generators of their own, not these).
+        return {**super().state_dict(), "rng_states": rng_states()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        self._rng_to_restore = state_dict.pop("rng_states", None)
+        super().load_state_dict(state_dict)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # Not at load time: the sanity check and a sampling validation between loading and this step
+        # may draw random numbers that the uninterrupted run never drew at this point.
+        if self._rng_to_restore is not None:
+            set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
+
+
+def rng_states() -> dict[str, Any]:
+    """Lightning's collection of the generators' states, with NumPy's (a tuple holding an array)
+    made of tensors and numbers: Lightning loads checkpoints with ``weights_only=True``."""
+    states = _collect_rng_states(include_cuda=torch.cuda.is_available())
+    if "numpy" in states:
+        name, keys, pos, has_gauss, cached = states["numpy"]
+        states["numpy"] = {"name": name, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                           "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    states = dict(states)
+    if isinstance(states.get("numpy"), dict):
+        import numpy as np
+
+        n = states["numpy"]
+        states["numpy"] = (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                           n["cached_gaussian"])
+    _set_rng_states(states)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic on local disks: the file is written beside its
+    target, flushed to disk and renamed over it, so a crash mid-write leaves the previous checkpoint
+    intact. (Lightning's own writer stages local files in the system temp directory and *moves* them,
+    which is a copy, not a rename, whenever that directory is on another file system.)"""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        if "://" in str(path):  # remote storage: its own transaction semantics
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with open(partial, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def best_checkpoint_callback(trainer) -> Optional[ModelCheckpoint]:
+    """The checkpoint callback that keeps the best model: the first ``ModelCheckpoint`` that is not a
+    ``ResumeCheckpoint`` (whose ``last.ckpt`` is for resuming, not a "best")."""
+    return next((cb for cb in trainer.checkpoint_callbacks if not isinstance(cb, ResumeCheckpoint)), None)

@@ -7,8 +7,8 @@ own TensorBoard run and checkpoints under ``<save_dir>/<name>/cv/fold_k`` (the b
 ``fold_k/best.ckpt``), then predicts its held-out rows with that checkpoint (out-of-fold
 predictions) and scores them with the project's ROUGE. ``cv_summary.json`` holds per-fold and mean ± std scores; ``oof.csv`` holds every training
 row's out-of-fold summary in the training file's order. A fold is done once its ``result.json``
-exists: rerunning an interrupted cv skips finished folds and redoes the unfinished one from the
-start. With ``--cv.predict true`` every fold model also predicts ``data.predict_path`` (submission
+exists: rerunning an interrupted cv skips finished folds and resumes the unfinished one from its
+``last.ckpt`` (exactly, as ``fit --ckpt_path last``), or redoes it when it died before writing one. With ``--cv.predict true`` every fold model also predicts ``data.predict_path`` (submission
 + candidates JSONL per fold: the input of ``ensemble``). Every option other than ``--cv.*`` is
 ``fit``'s (see ``lightning_summ fit --help``).
 """
@@ -42,13 +42,15 @@ def cv_options(num_folds: int = 5, predict: bool = False) -> dict:
 
 
 def run_fold(fold: int, num_folds: int, args: list[str], fold_dir: Path, logger_name: str, predict: bool) -> dict:
+    from lightning_summ.callbacks.checkpoint import best_checkpoint_callback
     from lightning_summ.commands.lightning import run_cli
     from lightning_summ.metrics.rouge import rouge_from_files
 
     split = [f"--data.fold={fold}", f"--data.num_folds={num_folds}", f"--trainer.logger.init_args.name={logger_name}"]
-    cli = run_cli(["fit", *args, *split, f"--trainer.logger.init_args.version=fold_{fold}"])
+    cli = run_cli(["fit", *args, *split, f"--trainer.logger.init_args.version=fold_{fold}", *resume_fold(fold_dir)])
     ckpt = str(fold_dir / "best.ckpt")
-    best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
+    best_callback = best_checkpoint_callback(cli.trainer)
+    best = best_callback.best_model_path if best_callback else ""
     if not best:  # no checkpoint callback (or it never saved): the final weights are the fold's model
         cli.trainer.save_checkpoint(ckpt)
     elif cli.trainer.is_global_zero:
@@ -71,6 +73,20 @@ def run_fold(fold: int, num_folds: int, args: list[str], fold_dir: Path, logger_
     with atomic_write(fold_dir / "result.json") as f:  # written last: marks the fold as done
         json.dump(result, f, indent=2)
     return result
+
+
+def resume_fold(fold_dir: Path) -> list[str]:
+    """``fit``'s extra options for a fold that is not done: resume it from its ``last.ckpt`` if a
+    killed run left one (the same weights, data order and best-model record as an uninterrupted
+    fold), else start it afresh without the killed run's checkpoints, which would otherwise sit
+    beside the new ones (and could be taken for the fold's best)."""
+    if (fold_dir / "checkpoints" / "last.ckpt").is_file():
+        say(f"cv: resuming the unfinished fold in {fold_dir}")
+        return ["--ckpt_path=last"]
+    if (fold_dir / "checkpoints").is_dir():
+        say(f"cv: {fold_dir} holds an unfinished fold with nothing to resume from; redoing it")
+        shutil.rmtree(fold_dir / "checkpoints")
+    return []
 
 
 def link_or_copy(source: str, target: str) -> None:

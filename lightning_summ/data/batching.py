@@ -1,4 +1,4 @@
-"""Batch samplers and collate functions.
+"""Batch samplers: which examples go into each batch, in which order.
 
 Training batches group dialogues of similar length (less padding, same randomness across epochs
 through a seeded shuffle); generation batches are sorted by length, longest first, so that an
@@ -9,13 +9,69 @@ so outputs are put back in input order afterwards, whatever order the batches ra
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
-import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
+
+from lightning_summ.errors import ConfigError
 
 
-class LengthBucketBatchSampler(Sampler[list[int]]):
+class EpochBatchSampler(Sampler[list[int]]):
+    """Training batches whose order depends only on ``seed`` and the epoch (subclasses say how,
+    in ``_all_batches``), sharded over ``num_replicas`` ranks, and resumable mid-epoch: the data
+    order is ``state_dict()`` (with the position, kept by ``ResumableDataLoader``), and after
+    ``load_state_dict`` the next pass over that epoch starts at the first batch not yet trained on.
+    """
+
+    def __init__(self, seed: int, num_replicas: int, rank: int):
+        self.seed, self.num_replicas, self.rank, self.epoch = seed, num_replicas, rank, 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) of the next pass
+
+    def _all_batches(self) -> list[list[int]]:
+        raise NotImplementedError
+
+    @property
+    def resuming(self) -> bool:
+        return self._resume is not None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        """The data order; the position within the epoch is the training loop's (``ResumableDataLoader``)."""
+        return {"epoch": self.epoch, "seed": self.seed, "num_batches": len(self)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume at ``state``'s position: the next pass is over ``state["epoch"]`` without its first
+        ``state["batches_done"]`` batches, those already trained on (or over the next epoch, from its
+        start, once ``batches_done`` reached ``epoch_batches``)."""
+        if state.get("seed") != self.seed or state.get("num_batches") != len(self):
+            # Another data order (seed, file, batch size or world size): skipping would skip other rows.
+            raise ConfigError(f"cannot resume mid-epoch: the checkpoint's training batches (seed {state.get('seed')}, "
+                              f"{state.get('num_batches')} batches) differ from this run's (seed {self.seed}, "
+                              f"{len(self)} batches); resume with the same data and batch settings")
+        epoch, done = state["epoch"], state["batches_done"]
+        if done >= state.get("epoch_batches", float("inf")):
+            epoch, done = epoch + 1, 0
+        self._resume = (epoch, done)
+
+    def _sharded(self, batches: list[list[int]]) -> list[list[int]]:
+        """Padded by repetition so that every rank has as many batches; this rank's share."""
+        if self.num_replicas > 1 and batches:
+            batches = batches + batches[: (-len(batches)) % self.num_replicas]
+        return batches[self.rank::self.num_replicas]
+
+    def __iter__(self):
+        start = 0
+        if self._resume is not None:
+            (self.epoch, start), self._resume = self._resume, None
+        yield from self._sharded(self._all_batches())[start:]
+
+    def __len__(self) -> int:
+        return len(self._sharded(self._all_batches()))
+
+
+class LengthBucketBatchSampler(EpochBatchSampler):
     """Shuffled batches of similar-length examples.
 
     Indices are shuffled, cut into pools of ``batch_size * pool_factor``, each pool sorted by length
@@ -25,12 +81,9 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
                  pool_factor: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
-        self.lengths, self.batch_size, self.shuffle, self.seed = list(lengths), batch_size, shuffle, seed
+        super().__init__(seed, num_replicas, rank)
+        self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
         self.pool_factor, self.drop_last = pool_factor, drop_last
-        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
@@ -46,15 +99,35 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             batches = [b for b in batches if len(b) == self.batch_size]
         if self.shuffle:
             rng.shuffle(batches)
-        if self.num_replicas > 1 and batches:
-            batches += batches[: (-len(batches)) % self.num_replicas]
         return batches
 
-    def __iter__(self):
-        yield from self._all_batches()[self.rank::self.num_replicas]
 
-    def __len__(self) -> int:
-        return len(self._all_batches()[self.rank::self.num_replicas])
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over an ``EpochBatchSampler`` whose epoch and position survive a checkpoint.
+
+    ``progress()`` (the DataModule reads the Trainer's loops) gives the epoch, the batches of it the
+    training loop has trained on, and the batches it will train on (``limit_train_batches``). Each
+    pass starts the sampler on that epoch: Lightning calls ``set_epoch`` only on a loader's sampler
+    or its batch sampler's ``sampler``, never on a batch sampler itself. Lightning saves
+    ``state_dict()`` of every training loader that has one into the checkpoint and hands it back
+    through ``load_state_dict`` before the resumed epoch's first pass. The position comes from the
+    loop because the loader cannot count it: Lightning fetches a batch ahead, workers further still.
+    """
+
+    def __init__(self, *args, progress: Callable[[], dict], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def __iter__(self):
+        if not self.batch_sampler.resuming:
+            self.batch_sampler.set_epoch(self.progress()["epoch"])
+        return super().__iter__()
+
+    def state_dict(self) -> dict:
+        return {**self.batch_sampler.state_dict(), **self.progress()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.load_state_dict(state)
 
 
 class SortedBatchSampler(Sampler[list[int]]):
@@ -75,7 +148,7 @@ class SortedBatchSampler(Sampler[list[int]]):
         return len(self.batches)
 
 
-class TokenBudgetBatchSampler(Sampler[list[int]]):
+class TokenBudgetBatchSampler(EpochBatchSampler):
     """Batches filled up to ``max_tokens`` padded tokens instead of a fixed number of rows.
 
     Each example has one length per sequence its batch pads (seq2seq: source and target; decoder-
@@ -99,13 +172,10 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
                  multiple: int = 1, num_replicas: int = 1, rank: int = 0):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        super().__init__(seed, num_replicas, rank)
         self.lengths = [tuple(length) for length in lengths]
-        self.max_tokens, self.shuffle, self.seed, self.multiple = max_tokens, shuffle, seed, multiple
-        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+        self.max_tokens, self.shuffle, self.multiple = max_tokens, shuffle, multiple
         self._cached: tuple[int, list[list[int]]] | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _round(self, width: int) -> int:
         return -(-width // self.multiple) * self.multiple
@@ -135,134 +205,5 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         batches = self._fill(order)
         if self.shuffle:
             rng.shuffle(batches)
-        if self.num_replicas > 1 and batches:
-            batches += batches[: (-len(batches)) % self.num_replicas]
         self._cached = (self.epoch, batches)
         return batches
-
-    def __iter__(self):
-        yield from self._all_batches()[self.rank::self.num_replicas]
-
-    def __len__(self) -> int:
-        return len(self._all_batches()[self.rank::self.num_replicas])
-
-
-def padded_width(seqs: Sequence[Sequence[int]], multiple: int = 1) -> int:
-    """The longest row, rounded up to ``multiple``: batches then come in a few lengths only, so
-    shape-specialised GPU work (cuDNN attention plans, compiled graphs) is prepared once per length."""
-    width = max(len(s) for s in seqs)
-    return -(-width // multiple) * multiple
-
-
-def pad_right(seqs: Sequence[Sequence[int]], value: int, multiple: int = 1) -> torch.Tensor:
-    width = padded_width(seqs, multiple)
-    return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
-
-
-def pad_left(seqs: Sequence[Sequence[int]], value: int, multiple: int = 1) -> torch.Tensor:
-    """Left padding: decoder-only generation appends new tokens at the right end of every row."""
-    width = padded_width(seqs, multiple)
-    return torch.tensor([[value] * (width - len(s)) + list(s) for s in seqs], dtype=torch.long)
-
-
-def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that start at 0 on the first real token of each left-padded row (as ``generate`` does)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def collate_metadata(features: list[dict]) -> dict:
-    """The non-tensor part every batch carries: row index, fname, references, dialogue text (for
-    test-time augmentation, which re-encodes modified dialogues)."""
-    return {
-        "index": torch.tensor([f["index"] for f in features], dtype=torch.long),
-        "fname": [f["fname"] for f in features],
-        "references": [f["references"] for f in features],
-        "dialogue": [f.get("dialogue", "") for f in features],
-    }
-
-
-class Seq2SeqCollator:
-    """Right-pads sources (attention mask) and labels (-100, ignored by the loss)."""
-
-    def __init__(self, pad_id: int, pad_to_multiple_of: int = 1):
-        self.pad_id, self.multiple = pad_id, pad_to_multiple_of
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = collate_metadata(features)
-        batch["input_ids"] = pad_right([f["input_ids"] for f in features], self.pad_id, self.multiple)
-        batch["attention_mask"] = pad_right([[1] * len(f["input_ids"]) for f in features], 0, self.multiple)
-        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)  # real tokens, for speed reports
-        if all("labels" in f for f in features):
-            batch["labels"] = pad_right([f["labels"] for f in features], -100, self.multiple)
-            batch["num_tokens"] += sum(len(f["labels"]) for f in features)
-        return batch
-
-
-class CausalCollator:
-    """Left-pads everything; training rows end with ``summary + EOS``, generation rows with the prompt."""
-
-    def __init__(self, pad_id: int, for_generation: bool, pad_to_multiple_of: int = 1):
-        self.pad_id, self.for_generation, self.multiple = pad_id, for_generation, pad_to_multiple_of
-
-    def _pad(self, seqs: list[list[int]], labels: list[list[int]], prefix: str = "") -> dict:
-        return {f"{prefix}input_ids": pad_left(seqs, self.pad_id, self.multiple),
-                f"{prefix}attention_mask": pad_left([[1] * len(s) for s in seqs], 0, self.multiple),
-                f"{prefix}labels": pad_left(labels, -100, self.multiple)}
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = collate_metadata(features)
-        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)  # real tokens, for speed reports
-        if not self.for_generation:
-            batch.update(self._pad([f["input_ids"] for f in features], [f["labels"] for f in features]))
-            return batch
-        batch["input_ids"] = pad_left([f["input_ids"] for f in features], self.pad_id, self.multiple)
-        batch["attention_mask"] = pad_left([[1] * len(f["input_ids"]) for f in features], 0, self.multiple)
-        if all("loss_input_ids" in f for f in features):  # validation/test: loss on prompt + gold summary
-            batch.update(self._pad([f["loss_input_ids"] for f in features], [f["loss_labels"] for f in features],
-                                   prefix="loss_"))
-        return batch
-
-
-class PackingCollator:
-    """Padding-free training rows for decoder-only models (``data.packing``): the batch's examples
-    (prompt + summary) are packed first-fit, longest first, into rows of at most ``row_length``
-    tokens, and the rows are right-padded to the longest.
-
-    No attention mask: ``position_ids`` restart at 0 for every example (and for the padding), and
-    transformers (5.x, with no mask and no cache) builds from them a block-diagonal causal mask, so
-    no example attends to another. The first label of every example is -100 (always a prompt token
-    already): no position is trained to predict the next example.
-    """
-
-    def __init__(self, pad_id: int, row_length: int, pad_to_multiple_of: int = 1):
-        self.pad_id, self.row_length, self.multiple = pad_id, row_length, pad_to_multiple_of
-
-    def rows(self, features: list[dict]) -> list[list[dict]]:
-        """First-fit decreasing: each example into the first row with room for it."""
-        rows: list[list[dict]] = []
-        room: list[int] = []
-        for feature in sorted(features, key=lambda f: len(f["input_ids"]), reverse=True):
-            size = len(feature["input_ids"])
-            slot = next((r for r, left in enumerate(room) if left >= size), None)
-            if slot is None:
-                rows.append([])
-                room.append(self.row_length)
-                slot = len(rows) - 1
-            rows[slot].append(feature)
-            room[slot] -= size
-        return rows
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = collate_metadata(features)
-        batch["num_tokens"] = sum(len(f["input_ids"]) for f in features)
-        ids, labels, positions = [], [], []
-        for row in self.rows(features):
-            ids.append([t for f in row for t in f["input_ids"]])
-            labels.append([t for f in row for t in [-100, *f["labels"][1:]]])
-            positions.append([p for f in row for p in range(len(f["input_ids"]))])
-        width = padded_width(ids, self.multiple)
-        batch["input_ids"] = pad_right(ids, self.pad_id, self.multiple)
-        batch["labels"] = pad_right(labels, -100, self.multiple)
-        # the padding is a block of its own (positions from 0): it attends only to itself
-        batch["position_ids"] = torch.tensor([p + list(range(width - len(p))) for p in positions], dtype=torch.long)
-        return batch

@@ -14,9 +14,10 @@ import random
 from typing import Optional
 
 from lightning.pytorch import LightningDataModule
+import torch
 from torch.utils.data import DataLoader
 
-from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler, TokenBudgetBatchSampler
+from lightning_summ.data.batching import LengthBucketBatchSampler, ResumableDataLoader, SortedBatchSampler, TokenBudgetBatchSampler
 from lightning_summ.errors import ConfigError
 from lightning_summ.io import DataError, Example, read_examples
 from lightning_summ.paths import resolve_path
@@ -121,6 +122,8 @@ class SummarizationDataModule(LightningDataModule):
         self.packing = packing
         self.examples: dict[str, list[Example]] = {}
         self.features: dict[str, list[dict]] = {}
+        self._train_position: Optional[dict] = None  # from a checkpoint: where the resumed epoch starts
+        self._train_loader: Optional[ResumableDataLoader] = None
 
     # -- the processor's vocabulary --------------------------------------------------------------
     def fit_processor(self) -> SummaryProcessor:
@@ -194,12 +197,50 @@ class SummarizationDataModule(LightningDataModule):
             sampler = LengthBucketBatchSampler([len(f["input_ids"]) for f in feats], self.batch_size, shuffle=True,
                                                seed=self.seed, pool_factor=self.pool_factor,
                                                num_replicas=world, rank=rank)
-        return DataLoader(feats, batch_sampler=sampler, collate_fn=self._train_collator(), num_workers=self.num_workers)
+        loader = ResumableDataLoader(feats, batch_sampler=sampler, collate_fn=self._train_collator(),
+                                     num_workers=self.num_workers, generator=self._loader_generator(),
+                                     progress=self._training_progress)
+        if self._train_position is not None:  # once: the next loaders start their epochs from the beginning
+            loader.load_state_dict(self._train_position)
+            self._train_position = None
+        self._train_loader = loader
+        return loader
 
     def _train_collator(self):
         if self.packing:
             return self.processor.packing_collator(self.pad_to_multiple_of)
         return self.processor.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
+
+    # -- resuming ---------------------------------------------------------------------------------
+    # The training loader's position is saved here too, not only by Lightning's stateful-loader hook:
+    # a model whose schedule needs the number of steps makes Lightning build the loader while setting
+    # up the optimizers, before it restores the loops, and that hook then never reaches the loader.
+    # The DataModule's state is restored earlier, before any loader exists.
+    def state_dict(self) -> dict:
+        loader = getattr(self, "_train_loader", None)
+        return {"train_position": loader.state_dict()} if loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._train_position = state_dict.get("train_position")
+
+    def _training_progress(self) -> dict:
+        """Where training is: its epoch, the batches of it trained on so far and in all (the loader's
+        epoch and resume position)."""
+        trainer = getattr(self, "trainer", None)
+        if getattr(trainer, "fit_loop", None) is None:  # a loader used outside a Trainer's fit
+            return {"epoch": 0, "batches_done": 0, "epoch_batches": float("inf")}
+        # The batch progress belongs to the epoch started last; ``current_epoch`` already counts on once
+        # that epoch has ended (a checkpoint at the end of training or of an epoch).
+        epoch = max(trainer.fit_loop.epoch_progress.current.started - 1, 0)
+        return {"epoch": epoch, "epoch_batches": trainer.num_training_batches,
+                "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def _loader_generator(self) -> torch.Generator:
+        # A DataLoader draws its workers' base seed from this generator each time it is iterated; by
+        # default that is torch's global generator, which dropout uses too. With a generator of its
+        # own, starting an epoch or a validation does not move the training randomness, so a run
+        # resumed at any step (whose global RNG state the checkpoint restores) draws the same dropout.
+        return torch.Generator().manual_seed(self.seed)
 
     def _eval_loader(self, split: str) -> DataLoader:
         feats = self._encode(split)
@@ -211,7 +252,8 @@ class SummarizationDataModule(LightningDataModule):
         else:
             batches = SortedBatchSampler([len(f["input_ids"]) for f in feats], self.eval_batch_size, world, rank)
         collate = self.processor.collator(for_generation=True, pad_to_multiple_of=self.pad_to_multiple_of)
-        return DataLoader(feats, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
+        return DataLoader(feats, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers,
+                          generator=self._loader_generator())
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -25,7 +25,7 @@ from transformers import (DynamicCache, EncoderDecoderCache, ForcedBOSTokenLogit
                           ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
                           NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor)
 
-from lightning_summ.data.batching import position_ids_for
+from lightning_summ.data.collate import position_ids_for
 
 
 def cache_argument(model) -> str:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from lightning_summ.data.batching import position_ids_for
+from lightning_summ.data.collate import position_ids_for
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.base import SummarizerBase

@@ -112,7 +112,9 @@ def test_quickstart_checkpoint_and_early_stopping_follow_the_generation_cadence(
     best_epoch = generating[scores.index(max(scores))]  # the first maximum: a tie does not replace the best
     assert Path(checkpoint.best_model_path).name.startswith(f"best-epoch={best_epoch}-")
     assert float(checkpoint.best_model_score) == pytest.approx(max(scores), abs=1e-4)
-    assert [p.name for p in Path(checkpoint.dirpath).iterdir()] == [Path(checkpoint.best_model_path).name]
+    # Beside the best, only ResumeCheckpoint's last.ckpt (for --ckpt_path last).
+    assert sorted(p.name for p in Path(checkpoint.dirpath).iterdir()) == [Path(checkpoint.best_model_path).name,
+                                                                          "last.ckpt"]
     saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
     assert saved["epoch"] == best_epoch
 

@@ -8,13 +8,8 @@ from collections import Counter
 import pytest
 import torch
 
-from lightning_summ.data.batching import (
-    LengthBucketBatchSampler,
-    SortedBatchSampler,
-    collate_metadata,
-    pad_left,
-    pad_right,
-)
+from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
+from lightning_summ.data.collate import collate_metadata, pad_left, pad_right
 
 
 def make_lengths(n: int, seed: int = 0) -> list[int]:
@@ -195,7 +190,7 @@ def test_collate_metadata():
 
 
 def test_padding_to_a_multiple_rounds_the_width_up_and_keeps_rows():
-    from lightning_summ.data.batching import pad_left, pad_right
+    from lightning_summ.data.collate import pad_left, pad_right
 
     assert pad_right([[1, 2, 3], [4]], 0, multiple=4).tolist() == [[1, 2, 3, 0], [4, 0, 0, 0]]
     assert pad_left([[1, 2, 3], [4]], 0, multiple=4).tolist() == [[0, 1, 2, 3], [0, 0, 0, 4]]

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lightning_summ.data.batching import collate_metadata, pad_left, pad_right
+from lightning_summ.data.collate import collate_metadata, pad_left, pad_right
 from lightning_summ.data.datamodule import SummarizationDataModule, fold_split
 from lightning_summ.errors import ConfigError
 from lightning_summ.io import DataError, Example, read_examples

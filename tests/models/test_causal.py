@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_summ.data.batching import position_ids_for
+from lightning_summ.data.collate import position_ids_for
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.causal import CausalLMSummarizer
 from lightning_summ.models.settings import GenerationSettings, LoraSettings, QuantizationSettings

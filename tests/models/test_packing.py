@@ -7,7 +7,7 @@ import torch
 
 from conftest import QUICKSTART, TINY
 from lightning_summ.commands import main
-from lightning_summ.data.batching import PackingCollator
+from lightning_summ.data.collate import PackingCollator
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.errors import ConfigError
 from lightning_summ.processing import Seq2SeqProcessor
