@@ -16,6 +16,7 @@ from typing import Optional
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from lightning_summ.data.augment import AugmentedTrainSet, AugmentingBatchSampler, AugmentSettings, training_rows
 from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
 from lightning_summ.errors import ConfigError
 from lightning_summ.io import DataError, Example, read_examples
@@ -60,6 +61,8 @@ class SummarizationDataModule(LightningDataModule):
         pad_to_multiple_of: pad each batch's length up to a multiple of this. On a GPU use 64: batches
             then come in a few shapes, so cuDNN attention plans (built per shape, ~0.1 s each) and
             compiled graphs are made once and reused; padding is masked, so results are unchanged.
+        augment: train-time augmentation (training rows only, re-drawn every epoch with ``seed``);
+            see :class:`~lightning_summ.data.augment.AugmentSettings`. ``null`` (default): none.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class SummarizationDataModule(LightningDataModule):
         extra_tags: Optional[list[str]] = None,
         pool_factor: int = 50,
         pad_to_multiple_of: int = 1,
+        augment: Optional[AugmentSettings] = None,
     ):
         super().__init__()
         if (fold is None) != (num_folds is None):
@@ -96,6 +100,7 @@ class SummarizationDataModule(LightningDataModule):
         self.num_workers, self.fold, self.num_folds, self.seed = num_workers, fold, num_folds, seed
         self.extra_tags, self.pool_factor = list(extra_tags or []), pool_factor
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.augment = augment
         self.examples: dict[str, list[Example]] = {}
         self.features: dict[str, list[dict]] = {}
 
@@ -156,13 +161,21 @@ class SummarizationDataModule(LightningDataModule):
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def train_dataloader(self) -> DataLoader:
-        feats = self._encode("train")
         world, rank = self._replicas()
-        sampler = LengthBucketBatchSampler([len(f["input_ids"]) for f in feats], self.batch_size, shuffle=True,
-                                           seed=self.seed, pool_factor=self.pool_factor,
-                                           num_replicas=world, rank=rank)
+
+        def batches(lengths: list[int]) -> LengthBucketBatchSampler:
+            return LengthBucketBatchSampler(lengths, self.batch_size, shuffle=True, seed=self.seed,
+                                            pool_factor=self.pool_factor, num_replicas=world, rank=rank)
+
         collate = self.processor.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
-        return DataLoader(feats, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
+        if self.augment is not None:  # the sampler's set_epoch (Lightning calls it every epoch) re-draws the rows
+            dataset = AugmentedTrainSet(training_rows(self._read("train")),
+                                        lambda rows: self.processor.features(rows, "train"), self.augment, self.seed)
+            return DataLoader(dataset, batch_sampler=AugmentingBatchSampler(dataset, batches), collate_fn=collate,
+                              num_workers=self.num_workers)
+        feats = self._encode("train")
+        return DataLoader(feats, batch_sampler=batches([len(f["input_ids"]) for f in feats]), collate_fn=collate,
+                          num_workers=self.num_workers)
 
     def _eval_loader(self, split: str) -> DataLoader:
         feats = self._encode(split)
