@@ -110,10 +110,13 @@ def tune_options(space: str, n_trials: int = 20, metric: str = "val/rouge_mean",
             "n_startup_trials": n_startup_trials, "n_warmup_steps": n_warmup_steps}
 
 
-def open_study(options: dict, run_dir: Path):
+def storage_url(options: dict, run_dir: Path) -> str:
+    return options["storage"] or f"sqlite:///{run_dir / 'study.db'}"
+
+
+def open_study(options: dict, url: str):
     import optuna
 
-    url = options["storage"] or f"sqlite:///{run_dir / 'study.db'}"
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}  # workers wait for the lock
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
@@ -124,14 +127,15 @@ def open_study(options: dict, run_dir: Path):
     study = optuna.create_study(storage=storage, study_name=options["study_name"], load_if_exists=True,
                                 direction=options["direction"], pruner=pruner,
                                 sampler=optuna.samplers.TPESampler(seed=options["seed"]))
-    return study, url
+    return study
 
 
 @contextlib.contextmanager
-def trial_slot_lock(url: str) -> Iterator[None]:
-    """Serialises "count the trials, then start one" between workers sharing a SQLite file, so that
-    together they start exactly ``n_trials``. (Workers on several machines use a server database,
-    where two workers checking at the same instant may start one trial more than asked.)"""
+def study_lock(url: str) -> Iterator[None]:
+    """Serialises, between workers sharing a SQLite file, the creation of the study (two workers
+    creating its tables at once collide) and "count the trials, then start one", so that together
+    they start exactly ``n_trials``. (Workers on several machines use a server database, where two
+    workers checking at the same instant may start one trial more than asked.)"""
     if not url.startswith("sqlite:///"):
         yield
         return
@@ -165,10 +169,12 @@ def main(args: list[str]) -> dict:
     logger_name = f"{logger.name}/tune/{options['study_name']}"
     run_dir = Path(logger.save_dir) / logger_name
     run_dir.mkdir(parents=True, exist_ok=True)
-    study, url = open_study(options, run_dir)
+    url = storage_url(options, run_dir)
+    with study_lock(url):
+        study = open_study(options, url)
     ran = 0
     while True:
-        with trial_slot_lock(url):
+        with study_lock(url):
             trial = next_trial(study, options["n_trials"])
         if trial is None:
             break
