@@ -153,7 +153,10 @@ class SummarizationDataModule(LightningDataModule):
         self.fit_processor()
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
         for split in splits:
-            self._encode(split)
+            if split == "train" and self.augment is not None:
+                self._read(split)  # the augmented training set encodes its own rows (train_dataloader)
+            else:
+                self._encode(split)
 
     # -- loaders --------------------------------------------------------------------------------
     def _replicas(self) -> tuple[int, int]:

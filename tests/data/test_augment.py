@@ -104,6 +104,7 @@ def test_never_on_validation_test_or_predict():
                                    predict_path=str(TRAIN), batch_size=8,
                                    augment=AugmentSettings(augmenters=["speaker_swap"], ratio=1.0))
     data.setup("fit")
+    assert "train" not in data.features  # not encoded twice: the augmented set encodes the training rows
     original = {ex.dialogue for ex in read_examples(TRAIN)}
     train = [d for batch in data.train_dataloader() for d in batch["dialogue"]]
     assert sum(d not in original for d in train) > 100
