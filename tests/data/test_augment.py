@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from fastapi import FastAPI, Request  # module level: FastAPI resolves the string annotations here
 
 from lightning_summ.data.augment import TARGET_MAPS, AugmentedTrainSet, AugmentSettings, training_rows
 from lightning_summ.data.batching import collate_metadata
@@ -122,3 +123,34 @@ def test_steps_per_epoch_in_add_mode_through_a_real_fit(cli_run):
     assert cli.trainer.num_training_batches == per_epoch
     assert cli.trainer.global_step == 2 * per_epoch
     assert cli.trainer.train_dataloader.batch_sampler.dataset.epoch == 1  # Lightning re-drew for epoch 1
+
+
+def test_llm_paraphrase_rewrites_dialogues_only_through_the_cached_api(tmp_path, monkeypatch):
+    """A stand-in paraphrasing endpoint on loopback (real HTTP, the real API client): training rows get the
+    paraphrased dialogue with their summary unchanged; a second run is answered from the client's cache."""
+    import time
+
+    from test_api import serving
+
+    app, seen = FastAPI(), []
+
+    @app.post("/v1/chat/completions")
+    async def paraphrase(request: Request):
+        dialogue = (await request.json())["messages"][-1]["content"].split("\n\n", 1)[1]
+        seen.append(dialogue)
+        return {"id": "x", "object": "chat.completion", "created": int(time.time()), "model": "p",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": dialogue.replace("?", "?!")}}]}
+
+    monkeypatch.setenv("LS_PARA_KEY", "k")
+    rows = [r for r in training_rows(read_examples(TRAIN)) if "?" in r.dialogue][:4]
+    processor = CharProcessor()
+    with serving(app) as url:
+        settings = AugmentSettings(augmenters=["llm_paraphrase"], ratio=1.0, paraphrase_api={
+            "base_url": url, "model": "p", "api_key_env": "LS_PARA_KEY", "cache_dir": str(tmp_path / "cache")})
+        first = AugmentedTrainSet(rows, lambda r: processor.features(r, "train"), settings, seed=0)
+        again = AugmentedTrainSet(rows, lambda r: processor.features(r, "train"), settings, seed=0)
+    assert len(seen) == 4  # the second set came from the cache
+    for row, feat, other in zip(rows, first.items, again.items):
+        assert feat["dialogue"] == row.dialogue.replace("?", "?!") == other["dialogue"]
+        assert feat["references"] == row.summaries
