@@ -75,3 +75,10 @@ def test_bad_space_is_one_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lightning_summ", "tune", "--tune.space", str(tmp_path / "none.yaml")],
                           cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "none.yaml" in proc.stderr
+
+
+def test_a_multi_device_trainer_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="one worker per GPU"):
+        tune.main(tune_args(tmp_path, "--tune.n_trials=1", "--trainer.accelerator=cpu", "--trainer.devices=2"))
+    assert not (tmp_path / "logs" / "quickstart" / "tune").exists()

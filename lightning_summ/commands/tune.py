@@ -166,6 +166,9 @@ def main(args: list[str]) -> dict:
     if logger is None or not hasattr(logger, "save_dir"):
         raise ConfigError("tune needs a logger with a save_dir (the default TensorBoardLogger), not --trainer.logger "
                           f"{type(logger).__name__ if logger else 'false'}")
+    if probe.trainer.world_size > 1:  # a multi-process strategy would start the whole search again in each process
+        raise ConfigError(f"tune runs each trial in its own process on one device, not {probe.trainer.world_size}: "
+                          "start one worker per GPU on the same study instead (README, Hyper-parameter search)")
     logger_name = f"{logger.name}/tune/{options['study_name']}"
     run_dir = Path(logger.save_dir) / logger_name
     run_dir.mkdir(parents=True, exist_ok=True)
