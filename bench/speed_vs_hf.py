@@ -321,7 +321,7 @@ def main() -> None:
     parser.add_argument("--test", help="quality: the file predicted and scored (DialogSum test.jsonl, 3 references)")
     parser.add_argument("--budget_s", type=float, default=360, help="quality: training seconds per variant")
     parser.add_argument("--quality_variants", nargs="+", default=["ours", "hf", "hf+pad64"],
-                        help="quality: ours, hf, hf+pad64, hf+tags, hf+pad64+tags")
+                        help="quality: ours, ours+augment, hf, hf+pad64, hf+tags, hf+pad64+tags")
     parser.add_argument("--concurrent", action="store_true", help="quality: run the variants at the same time")
     parser.add_argument("--decodes", nargs="+", default=list(quality.DECODES), choices=quality.DECODES,
                         help="quality: free (the recipe) and/or forced (min_new_tokens = new_tokens)")

@@ -17,7 +17,7 @@ from conftest import QUICKSTART, TINY
 from lightning_summ.commands import VERBS, main
 from lightning_summ.io import write_candidates
 
-EVERY_VERB = ["fit", "validate", "test", "predict", "export", "cv", "ensemble", "score", "serve"]
+EVERY_VERB = ["fit", "validate", "test", "predict", "export", "cv", "tune", "ensemble", "score", "serve"]
 
 # Runs the entry point in a fresh interpreter and reports what it imported and how long it took.
 HELP_PROBE = """
@@ -51,6 +51,7 @@ def test_module_entry_point_prints_the_same_page():
 
 @pytest.mark.parametrize("verb, options", [
     ("cv", ["--cv.num_folds", "--cv.predict"]),
+    ("tune", ["--tune.space", "--tune.n_trials", "--tune.metric", "--tune.storage", "--tune.pruner"]),
     ("serve", ["--ckpt_path", "--serve.port", "--serve.max_batch_size", "--serve.api_key_env"]),
     ("score", ["--predictions", "--references", "--tokenizer", "--multi_ref"]),
     ("ensemble", ["--inputs", "--method", "--weights_from", "--output"]),

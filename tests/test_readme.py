@@ -4,7 +4,7 @@ The commands are taken from the README's ``bash`` blocks (continuation lines joi
 dropped, ``&&`` chains split) and run in order, in-process, in a copy of the repository without its
 ``logs/``. ``<the path printed by fit>`` is the checkpoint the README's ``fit`` printed. Commands on
 ``configs/quickstart.yaml`` get the tiny-model overrides of the other tests appended (``fit`` and
-``cv`` also a one-epoch run), so the whole README takes seconds; everything else runs unchanged.
+``cv`` and ``tune`` also a one-epoch run), so the whole README takes seconds; everything else runs unchanged.
 Skipped, with the reason the test reports (:func:`why_skipped`):
 
 * ``pip install ...``: installs from the network; ``.ci/run`` does exactly this on a clean clone;
@@ -73,7 +73,7 @@ def expand(words: list[str], ckpt: Optional[str]) -> list[str]:
             word = word.replace(CKPT, ckpt)
         out.extend(sorted(glob.glob(word)) or [word] if "*" in word else [word])
     if "configs/quickstart.yaml" in out:
-        out += TINY + (ONE_EPOCH if out[0] in ("fit", "cv") else [])
+        out += TINY + (ONE_EPOCH if out[0] in ("fit", "cv", "tune") else [])
     return out
 
 

@@ -23,6 +23,7 @@ VERBS = {
     "predict": ("lightning", "write submission.csv + candidates.jsonl for data.predict_path"),
     "export": ("lightning", "save a checkpoint as a transformers model or a peft adapter directory"),
     "cv": ("cv", "k-fold cross-validation of a config: out-of-fold predictions, mean ± std ROUGE"),
+    "tune": ("tune", "hyper-parameter search with Optuna (TPE, median pruning, shared RDB storage): best.yaml"),
     "ensemble": ("ensemble", "combine candidates.jsonl files of several models (MBR or weighted voting)"),
     "score": ("score", "ROUGE of a submission CSV against a file with references"),
     "serve": ("serve", "serve a model behind an OpenAI-compatible /v1/chat/completions"),

@@ -17,7 +17,9 @@ from lightning.pytorch import LightningDataModule
 import torch
 from torch.utils.data import DataLoader
 
-from lightning_summ.data.batching import LengthBucketBatchSampler, ResumableDataLoader, SortedBatchSampler, TokenBudgetBatchSampler
+from lightning_summ.data.augment import AugmentedTrainSet, AugmentingBatchSampler, AugmentSettings, training_rows
+from lightning_summ.data.batching import (LengthBucketBatchSampler, ResumableDataLoader, SortedBatchSampler,
+                                         TokenBudgetBatchSampler)
 from lightning_summ.errors import ConfigError
 from lightning_summ.io import DataError, Example, read_examples
 from lightning_summ.paths import resolve_path
@@ -74,6 +76,8 @@ class SummarizationDataModule(LightningDataModule):
             mask, so that attention stays within each example (transformers builds the block-diagonal
             mask for sdpa/eager/flex attention); the loss is the same mean over the batch's summary
             tokens. Training batches only; refused for seq2seq models.
+        augment: train-time augmentation (training rows only, re-drawn every epoch with ``seed``);
+            see :class:`~lightning_summ.data.augment.AugmentSettings`. ``null`` (default): none.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class SummarizationDataModule(LightningDataModule):
         max_tokens_per_batch: Optional[int] = None,
         eval_max_tokens_per_batch: Optional[int] = None,
         packing: bool = False,
+        augment: Optional[AugmentSettings] = None,
     ):
         super().__init__()
         if (fold is None) != (num_folds is None):
@@ -120,6 +125,7 @@ class SummarizationDataModule(LightningDataModule):
         self.eval_max_tokens_per_batch = max_tokens_per_batch if eval_max_tokens_per_batch is None \
             else eval_max_tokens_per_batch
         self.packing = packing
+        self.augment = augment
         self.examples: dict[str, list[Example]] = {}
         self.features: dict[str, list[dict]] = {}
         self._train_position: Optional[dict] = None  # from a checkpoint: where the resumed epoch starts
@@ -176,7 +182,10 @@ class SummarizationDataModule(LightningDataModule):
             self._train_collator()  # data.packing with a seq2seq model fails here, before any training
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
         for split in splits:
-            self._encode(split)
+            if split == "train" and self.augment is not None:
+                self._read(split)  # the augmented training set encodes its own rows (train_dataloader)
+            else:
+                self._encode(split)
 
     # -- loaders --------------------------------------------------------------------------------
     def _replicas(self) -> tuple[int, int]:
@@ -187,16 +196,20 @@ class SummarizationDataModule(LightningDataModule):
         return [self.processor.sequence_lengths(f) for f in feats]
 
     def train_dataloader(self) -> DataLoader:
-        feats = self._encode("train")
         world, rank = self._replicas()
+        if self.augment is not None and self.max_tokens_per_batch:
+            raise ConfigError("data.augment with data.max_tokens_per_batch is not supported yet: use data.batch_size")
+        feats = self._encode("train") if self.augment is None else None
         if self.max_tokens_per_batch:
             sampler = TokenBudgetBatchSampler(self._sequence_lengths(feats), self.max_tokens_per_batch, shuffle=True,
                                               seed=self.seed, multiple=self.pad_to_multiple_of,
                                               num_replicas=world, rank=rank)
+        elif self.augment is not None:  # the sampler's set_epoch re-draws the augmented rows every epoch
+            feats = AugmentedTrainSet(training_rows(self._read("train")),
+                                      lambda rows: self.processor.features(rows, "train"), self.augment, self.seed)
+            sampler = AugmentingBatchSampler(feats, lambda lengths: self._length_buckets(lengths, world, rank))
         else:
-            sampler = LengthBucketBatchSampler([len(f["input_ids"]) for f in feats], self.batch_size, shuffle=True,
-                                               seed=self.seed, pool_factor=self.pool_factor,
-                                               num_replicas=world, rank=rank)
+            sampler = self._length_buckets([len(f["input_ids"]) for f in feats], world, rank)
         loader = ResumableDataLoader(feats, batch_sampler=sampler, collate_fn=self._train_collator(),
                                      num_workers=self.num_workers, generator=self._loader_generator(),
                                      progress=self._training_progress)
@@ -205,6 +218,10 @@ class SummarizationDataModule(LightningDataModule):
             self._train_position = None
         self._train_loader = loader
         return loader
+
+    def _length_buckets(self, lengths: list[int], world: int, rank: int) -> LengthBucketBatchSampler:
+        return LengthBucketBatchSampler(lengths, self.batch_size, shuffle=True, seed=self.seed,
+                                        pool_factor=self.pool_factor, num_replicas=world, rank=rank)
 
     def _train_collator(self):
         if self.packing:
