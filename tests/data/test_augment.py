@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the string annotations here
 
 from lightning_summ.data.augment import TARGET_MAPS, AugmentedTrainSet, AugmentSettings, training_rows
-from lightning_summ.data.batching import collate_metadata
+from lightning_summ.data.collate import collate_metadata
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.errors import ConfigError
 from lightning_summ.io import Example, read_examples
