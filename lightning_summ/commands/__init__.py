@@ -25,6 +25,7 @@ VERBS = {
     "cv": ("cv", "k-fold cross-validation of a config: out-of-fold predictions, mean ± std ROUGE"),
     "ensemble": ("ensemble", "combine candidates.jsonl files of several models (MBR or weighted voting)"),
     "score": ("score", "ROUGE of a submission CSV against a file with references"),
+    "pipeline": ("pipeline", "members (fit or k folds), ensemble and a report (report.md/json), resumable"),
     "serve": ("serve", "serve a model behind an OpenAI-compatible /v1/chat/completions"),
 }
 
