@@ -173,8 +173,15 @@ def example(rng: random.Random, index: int, split: str) -> dict:
 
 def generate(seed: int = SEED) -> dict[str, list[dict]]:
     """All splits, from one seeded generator (split sizes in ``SPLITS``)."""
-    rng = random.Random(seed)
-    return {split: [example(rng, i, split) for i in range(n)] for split, n in SPLITS.items()}
+    rng, seen, splits = random.Random(seed), set(), {}
+    for split, n in SPLITS.items():  # no dialogue twice, across splits too: test rows are never trained on
+        rows = splits[split] = []
+        while len(rows) < n:
+            row = example(rng, len(rows), split)
+            if row["dialogue"] not in seen:
+                seen.add(row["dialogue"])
+                rows.append(row)
+    return splits
 
 
 def to_csv(rows: list[dict]) -> str:
