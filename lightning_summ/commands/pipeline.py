@@ -69,7 +69,7 @@ def score_on_references(spec: dict, done: list[dict], ensemble_csv: Path, tokeni
 
 
 def run_pipeline(spec: dict, config: str, restart: Optional[str]) -> dict:
-    from lightning_summ.pipeline.members import run_member
+    from lightning_summ.commands._pipeline_members import run_member
 
     run_dir = Path(spec["output_dir"])
     stages = Stages(run_dir, restart)

@@ -22,7 +22,7 @@ def _member_rows(members: list[dict]) -> list[str]:
         params = (f"{p['total']:,} ({p['trainable']:,})" if "total" in p
                   else f"{p['in_checkpoint']:,} in checkpoint" if p else "-")
         rows.append(f"| {m['name']} | {m['status']} | {r.get('kind', '-')} | {params} | {_fmt(r.get('train_seconds'), 1)} "
-                    f"| {_fmt(r.get('samples_per_s'))} | {_fmt(r.get('peak_mem_gb'))} | {r.get('score_of', '-')} "
+                    f"| {_fmt(r.get('samples_per_s'))} | {_fmt(r.get('peak_mem_gb'))} | {r.get('score_of', '-')} | "
                     + " | ".join(_fmt(s.get(k) * 100 if k != "rouge_mean" and s.get(k) is not None else s.get(k))
                                  for k in ("r1", "r2", "rl", "rouge_mean")) + " |")
     return rows

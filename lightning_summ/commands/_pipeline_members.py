@@ -1,4 +1,4 @@
-"""One member: k folds through ``cv`` (out-of-fold ROUGE, every fold predicts the predict file) or
+"""One pipeline member (beside the commands: it runs `cv` and `fit`): k folds through ``cv`` (out-of-fold ROUGE, every fold predicts the predict file) or
 one fit (ROUGE on the validation file, the best checkpoint predicts the predict file)."""
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ def parameters(model) -> dict:
 
 
 def checkpoint_parameters(ckpt: str) -> dict:
-    """Parameters saved in a fold's checkpoint (the cv folds' models are gone by now): all of them for
-    full fine-tuning, the trainable ones only for adapter-only checkpoints."""
+    """Numbers saved in a fold's checkpoint (the cv folds' models are gone by now), tied tensors once:
+    parameters and buffers for full fine-tuning, only the trainable ones for adapter-only checkpoints."""
     import torch
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    return {"in_checkpoint": sum(t.numel() for t in state.values())}
+    unique = {t.untyped_storage().data_ptr(): t.numel() for t in state.values()}  # tied weights once
+    return {"in_checkpoint": sum(unique.values())}
 
 
 def run_member(member: dict, member_dir: Path) -> dict:
