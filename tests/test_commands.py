@@ -17,7 +17,7 @@ from conftest import QUICKSTART, TINY
 from lightning_summ.commands import VERBS, main
 from lightning_summ.io import write_candidates
 
-EVERY_VERB = ["fit", "validate", "test", "predict", "export", "cv", "tune", "ensemble", "score", "serve"]
+EVERY_VERB = ["fit", "validate", "test", "predict", "export", "cv", "tune", "ensemble", "score", "pipeline", "serve"]
 
 # Runs the entry point in a fresh interpreter and reports what it imported and how long it took.
 HELP_PROBE = """

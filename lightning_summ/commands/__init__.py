@@ -26,6 +26,7 @@ VERBS = {
     "tune": ("tune", "hyper-parameter search with Optuna (TPE, median pruning, shared RDB storage): best.yaml"),
     "ensemble": ("ensemble", "combine candidates.jsonl files of several models (MBR or weighted voting)"),
     "score": ("score", "ROUGE of a submission CSV against a file with references"),
+    "pipeline": ("pipeline", "members (fit or k folds), ensemble and a report (report.md/json), resumable"),
     "serve": ("serve", "serve a model behind an OpenAI-compatible /v1/chat/completions"),
 }
 
