@@ -91,6 +91,18 @@ MISTAKES = [  # (arguments, what the one line must say); {tmp} is the test's dir
     (["serve", "--config", str(QUICKSTART), "--serve.api_key_env", "LIGHTNING_SUMM_TEST_UNSET"],
      "--serve.api_key_env names LIGHTNING_SUMM_TEST_UNSET, which is not set"),
     (["serve", "--serve.port", "eighty"], 'Parser key "serve.port"'),
+    # issue 12's list: settings and data options checked when they are built, files before the run
+    (["fit", "--config", str(QUICKSTART), "--model.init_args.generation.num_beams", "0"],
+     "generation.num_beams must be >= 1, got 0"),
+    (["fit", "--config", str(QUICKSTART), "--model.init_args.generation.max_new_tokens", "0"],
+     "generation.max_new_tokens must be >= 1, got 0"),
+    (["fit", "--config", str(QUICKSTART), "--model.init_args.optimizer.lr", "-1"], "optimizer.lr must be > 0"),
+    (["fit", "--config", str(QUICKSTART), "--data.batch_size", "0"], "data.batch_size must be >= 1, got 0"),
+    (["fit", "--config", str(QUICKSTART), "--data.batch_size", "-4"], "data.batch_size must be >= 1, got -4"),
+    (["fit", "--config", str(QUICKSTART), "--data.fold", "0", "--data.num_folds", "1"], "data.num_folds must be >= 2"),
+    (["predict", "--config", str(QUICKSTART), "--ckpt_path", "{tmp}/missing.ckpt"], "{tmp}/missing.ckpt"),
+    (["predict", "--config", str(QUICKSTART), "--ckpt_path", "{tmp}/garbage.ckpt"],
+     "--ckpt_path {tmp}/garbage.ckpt: not a readable checkpoint"),
 ]
 
 
@@ -99,6 +111,7 @@ def test_mistakes_are_one_line_exit_2_and_write_nothing(args, expected, tmp_path
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LIGHTNING_SUMM_TEST_UNSET", raising=False)
     _candidates(tmp_path / "a.jsonl", [("x", "요약")])
+    (tmp_path / "garbage.ckpt").write_bytes(b"PK\x03\x04 this is not a checkpoint")
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(SystemExit) as exit_:
         main([a.format(tmp=tmp_path) for a in args])

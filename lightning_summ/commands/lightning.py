@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -98,8 +99,11 @@ class SummarizationCLI(LightningCLI):
                               apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
-        if self.config.get("subcommand") == "fit":
+        subcommand = self.config.get("subcommand")
+        if subcommand == "fit":
             resolve_resume(self.config.fit)
+        if subcommand in ("fit", "validate", "test", "predict"):
+            check_checkpoint_file(self.config[subcommand].get("ckpt_path"))
 
     def instantiate_classes(self) -> None:
         # jsonargparse wraps an error raised while it builds a config class (a settings check) into a
@@ -125,6 +129,18 @@ class SummarizationCLI(LightningCLI):
 
 
 RESUME_CHOICES = ("last", "auto")
+
+
+def check_checkpoint_file(ckpt_path: Optional[str]) -> None:
+    """A missing, truncated or foreign ``--ckpt_path`` is one line before anything runs (torch's own
+    messages about a broken zip archive are a page of traceback, and come after the model is built)."""
+    if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):  # Lightning's own names
+        return
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise ConfigError(f"--ckpt_path {path}: not a readable checkpoint (truncated, or not written by torch.save)")
 
 
 def resolve_resume(config) -> None:
