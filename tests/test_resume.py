@@ -47,13 +47,18 @@ def small_config(tmp_path: Path, source: Path, every_n_train_steps: int) -> Path
 
 
 def fit(cwd: Path, args: list[str], kill_after: int | None = None) -> subprocess.CompletedProcess:
+    return run(cwd, ["fit", *args], kill_after)
+
+
+def run(cwd: Path, args: list[str], kill_after: int | None = None) -> subprocess.CompletedProcess:
+    """``lightning_summ <args>`` in a subprocess; with ``kill_after`` it SIGKILLs itself after that step."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]), "OMP_NUM_THREADS": "1"}
     extra = []
     if kill_after is not None:
         env["KILL_AFTER_STEP"] = str(kill_after)
         extra = ["--trainer.callbacks+=test_resume.KillAfterStep"]
     cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "lightning_summ", "fit", *args, *extra],
+    return subprocess.run([sys.executable, "-m", "lightning_summ", *args, *extra],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -138,14 +143,7 @@ def test_cv_killed_mid_fold_resumes_that_fold_without_a_stale_checkpoint(tmp_pat
             "--model.init_args.evaluation.generate_every_n_epochs=1"]
 
     def cv(cwd: Path, kill_after: int | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]), "OMP_NUM_THREADS": "1"}
-        extra = []
-        if kill_after is not None:
-            env["KILL_AFTER_STEP"] = str(kill_after)
-            extra = ["--trainer.callbacks+=test_resume.KillAfterStep"]
-        cwd.mkdir(parents=True, exist_ok=True)
-        return subprocess.run([sys.executable, "-m", "lightning_summ", *args, *extra], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=600)
+        return run(cwd, args, kill_after)
 
     straight = cv(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-3000:]

@@ -8,7 +8,7 @@ carries its rows' metadata (index, fname, references, dialogue), so outputs go b
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -70,10 +70,12 @@ class CausalCollator:
     def __init__(self, pad_id: int, for_generation: bool, pad_to_multiple_of: int = 1):
         self.pad_id, self.for_generation, self.multiple = pad_id, for_generation, pad_to_multiple_of
 
-    def _pad(self, seqs: list[list[int]], labels: list[list[int]], prefix: str = "") -> dict:
-        return {f"{prefix}input_ids": pad_left(seqs, self.pad_id, self.multiple),
-                f"{prefix}attention_mask": pad_left([[1] * len(s) for s in seqs], 0, self.multiple),
-                f"{prefix}labels": pad_left(labels, -100, self.multiple)}
+    def _pad(self, seqs: list[list[int]], labels: Optional[list[list[int]]] = None, prefix: str = "") -> dict:
+        padded = {f"{prefix}input_ids": pad_left(seqs, self.pad_id, self.multiple),
+                  f"{prefix}attention_mask": pad_left([[1] * len(s) for s in seqs], 0, self.multiple)}
+        if labels is not None:
+            padded[f"{prefix}labels"] = pad_left(labels, -100, self.multiple)
+        return padded
 
     def __call__(self, features: list[dict]) -> dict:
         batch = collate_metadata(features)
@@ -81,8 +83,7 @@ class CausalCollator:
         if not self.for_generation:
             batch.update(self._pad([f["input_ids"] for f in features], [f["labels"] for f in features]))
             return batch
-        batch["input_ids"] = pad_left([f["input_ids"] for f in features], self.pad_id, self.multiple)
-        batch["attention_mask"] = pad_left([[1] * len(f["input_ids"]) for f in features], 0, self.multiple)
+        batch.update(self._pad([f["input_ids"] for f in features]))
         if all("loss_input_ids" in f for f in features):  # validation/test: loss on prompt + gold summary
             batch.update(self._pad([f["loss_input_ids"] for f in features], [f["loss_labels"] for f in features],
                                    prefix="loss_"))

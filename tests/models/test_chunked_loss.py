@@ -31,6 +31,14 @@ def _loss_and_grads(model, batch):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def assert_same_loss_and_grads(model, batch, reference_loss, reference_grads) -> None:
+    loss, grads = _loss_and_grads(model, batch)
+    torch.testing.assert_close(loss, reference_loss, rtol=1e-6, atol=1e-6)
+    assert grads.keys() == reference_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, reference_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 def _batch(model):
     return model.processor.collator(for_generation=False)(feats(model, PAIRS, False))
 
@@ -44,11 +52,7 @@ def test_chunked_loss_and_gradients_equal_one_head_call(family, lora):
     assert len(reference_grads) == sum(p.requires_grad for p in model.parameters())
     for chunk in (1, 7, 10_000):
         model.loss_chunk_size = chunk
-        loss, grads = _loss_and_grads(model, batch)
-        torch.testing.assert_close(loss, reference_loss, rtol=1e-6, atol=1e-6)
-        assert grads.keys() == reference_grads.keys()
-        for name, grad in grads.items():
-            torch.testing.assert_close(grad, reference_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+        assert_same_loss_and_grads(model, batch, reference_loss, reference_grads)
 
 
 def test_untied_head_with_trainable_tag_rows_is_peft_wrapper_and_its_rows_get_gradients():

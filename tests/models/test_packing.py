@@ -12,7 +12,7 @@ from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.errors import ConfigError
 from lightning_summ.processing import Seq2SeqProcessor
 from tests.models.test_causal import DIALOGUE, SUMMARY, feats
-from tests.models.test_chunked_loss import _loss_and_grads, _perturbed
+from tests.models.test_chunked_loss import _loss_and_grads, _perturbed, assert_same_loss_and_grads
 
 PAIRS = [(DIALOGUE, SUMMARY), ("#Person1#: 네.", "짧은 대답."), ("#Person2#: 내일 봐요.", "인사합니다."),
          (DIALOGUE + "\n#Person1#: 좋아요, 가요!", "#Person1#과 #Person2#는 국수를 먹으러 갑니다.")]
@@ -38,11 +38,7 @@ def test_packed_loss_and_gradients_equal_the_unpacked_batch(family, attention):
     reference_loss, reference_grads = _loss_and_grads(model, unpacked)
     for chunk in (None, 5):
         model.loss_chunk_size = chunk
-        loss, grads = _loss_and_grads(model, packed)
-        torch.testing.assert_close(loss, reference_loss, rtol=1e-6, atol=1e-6)
-        assert grads.keys() == reference_grads.keys()
-        for name, grad in grads.items():
-            torch.testing.assert_close(grad, reference_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+        assert_same_loss_and_grads(model, packed, reference_loss, reference_grads)
 
 
 def test_rows_restart_positions_per_example_and_never_target_the_next_example():
