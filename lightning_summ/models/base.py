@@ -10,7 +10,7 @@ output are new (``generated_tokens``) and add ``extra_generate_kwargs``. Decodin
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from lightning.pytorch.callbacks import Timer
@@ -18,6 +18,7 @@ from transformers import get_scheduler
 
 from lightning_summ.decoding.generate import Generate, SoftVoting
 from lightning_summ.errors import ConfigError
+from lightning_summ.models.compilation import CompiledBlocks, compile_backend
 from lightning_summ.models.evaluation import SummaryEvaluationModule, read_checkpoint
 from lightning_summ.models.schedules import TimeBudgetLR, TrainingClock
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
@@ -28,8 +29,11 @@ from lightning_summ.processing import SummaryProcessor
 class SummarizerBase(SummaryEvaluationModule):
     def __init__(self, processor: SummaryProcessor, generation: Optional[GenerationSettings] = None,
                  optimizer: Optional[OptimizerSettings] = None, evaluation: Optional[EvaluationSettings] = None,
-                 trust_remote_code: bool = False, ensemble_checkpoints: Optional[list[str]] = None):
+                 trust_remote_code: bool = False, ensemble_checkpoints: Optional[list[str]] = None,
+                 compile: Union[bool, str] = False):
         super().__init__(processor, Generate(), evaluation)
+        self.compile_backend = compile_backend(compile)
+        self._compiled_blocks: Optional[CompiledBlocks] = None  # model.compile, made in configure_model
         self.ensemble_checkpoints = list(ensemble_checkpoints or [])
         # A plain list, not submodules: checkpoints of the first model stay loadable and savable as they are.
         self.members: list[torch.nn.Module] = []
@@ -93,6 +97,8 @@ class SummarizerBase(SummaryEvaluationModule):
         if self.processor.tags is None:
             self.processor.fit_tags()  # no training file given: the known tags only (a checkpoint verifies)
         self.model = self.build_model()  # sized for len(self.tokenizer), tags included
+        if self.compile_backend is not None:
+            self._compiled_blocks = CompiledBlocks(self.model, self.compile_backend)
         for path in self.ensemble_checkpoints:
             checkpoint = read_checkpoint(path)
             self.on_load_checkpoint(checkpoint)  # same processor (and adapters), or a clear error

@@ -76,6 +76,11 @@ class CausalLMSummarizer(SummarizerBase):
         trust_remote_code: allow code from the model repository to run.
         ensemble_checkpoints: other checkpoints of this config (e.g. fold adapters) to decode with by
             soft voting (validate/test/predict; each member loads its own copy of the base model).
+        compile: ``torch.compile`` each transformer block for training steps (regional compilation,
+            see ``lightning_summ.models.compilation``): ``true`` (inductor) or a backend's name
+            (``cudagraphs``, ``aot_eager``...); validation and generation stay eager. The
+            first steps pay the compile (seconds per block class; ``SpeedMonitor`` reports the first
+            batch apart); the same loss and gradients up to fp rounding.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class CausalLMSummarizer(SummarizerBase):
         evaluation: Optional[EvaluationSettings] = None,
         trust_remote_code: bool = False,
         ensemble_checkpoints: Optional[list[str]] = None,
+        compile: Union[bool, str] = False,
     ):
         if not (pretrained or tokenizer):
             raise ConfigError("set model.pretrained or model.tokenizer")
@@ -118,7 +124,8 @@ class CausalLMSummarizer(SummarizerBase):
         processor = CausalProcessor(tokenizer or pretrained, max_length, generation.max_new_tokens, instruction,
                                     prompt_template, use_chat_template, system_prompt, chat_template_kwargs,
                                     atomic_tags, trust_remote_code)
-        super().__init__(processor, generation, optimizer, evaluation, trust_remote_code, ensemble_checkpoints)
+        super().__init__(processor, generation, optimizer, evaluation, trust_remote_code, ensemble_checkpoints,
+                         compile=compile)
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.lora, self.quantization = lora, quantization
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags

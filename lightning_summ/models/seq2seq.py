@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,11 @@ class Seq2SeqSummarizer(SummarizerBase):
         ensemble_checkpoints: other checkpoints of this same config (e.g. the k-fold models) to
             decode with by soft voting: one beam search on the mean of all models' next-token
             log-probabilities (validate/test/predict only; the ``--ckpt_path`` model is the first member).
+        compile: ``torch.compile`` each transformer block for training steps (regional compilation,
+            see ``lightning_summ.models.compilation``): ``true`` (inductor) or a backend's name
+            (``cudagraphs``, ``aot_eager``...); validation and generation stay eager. The
+            first steps pay the compile (seconds per block class; ``SpeedMonitor`` reports the first
+            batch apart); the same loss and gradients up to fp rounding.
     """
 
     def __init__(
@@ -51,11 +56,13 @@ class Seq2SeqSummarizer(SummarizerBase):
         evaluation: Optional[EvaluationSettings] = None,
         trust_remote_code: bool = False,
         ensemble_checkpoints: Optional[list[str]] = None,
+        compile: Union[bool, str] = False,
     ):
         if not (pretrained or tokenizer):
             raise ConfigError("set model.pretrained or model.tokenizer")
         processor = Seq2SeqProcessor(tokenizer or pretrained, max_source_length, max_target_length, trust_remote_code)
-        super().__init__(processor, generation, optimizer, evaluation, trust_remote_code, ensemble_checkpoints)
+        super().__init__(processor, generation, optimizer, evaluation, trust_remote_code, ensemble_checkpoints,
+                         compile=compile)
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.label_smoothing = label_smoothing
         self.save_hyperparameters()

@@ -1,0 +1,69 @@
+"""``model.compile``: regional ``torch.compile`` of the network's repeated blocks for training steps.
+
+Each transformer block (the classes a transformers model lists in ``_no_split_modules``: a BART
+encoder/decoder layer, a Qwen3/Llama decoder layer with its LoRA linears inside) is compiled in
+place with ``nn.Module.compile``. Compiling the blocks instead of the whole model is what torchtune
+and PyTorch's "regional compilation" recipe do: one block's graph is traced once and reused by
+every layer of that class, compile time is seconds rather than minutes, and the Python around the
+blocks (masks, embeddings, the loss) stays eager, so HF's data-dependent code causes no graph breaks
+inside the compiled part. Shapes are dynamic after the second distinct one (torch's default), so
+token-budget batches and ``pad_to_multiple_of`` lengths do not recompile without end.
+
+The compiled blocks run only while they are in training mode: validation and generation
+(``eval()``) use the eager blocks, where a growing key/value cache would make a new shape at
+every step (``generation.static_cache`` is the compiled path for decoding).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+from lightning_summ.errors import ConfigError
+
+
+def compile_backend(setting: Union[bool, str]) -> Optional[str]:
+    """``model.compile``: false = eager, true = inductor (torch's default), or a backend's name."""
+    if setting is False:
+        return None
+    backend = "inductor" if setting is True else setting
+    if backend not in torch._dynamo.list_backends(exclude_tags=()):
+        raise ConfigError(f"model.compile must be true, false or a torch.compile backend "
+                          f"({', '.join(torch._dynamo.list_backends())}), got {setting!r}")
+    return backend
+
+
+def repeated_blocks(network: torch.nn.Module) -> list[torch.nn.Module]:
+    """The network's transformer blocks, found by the class names it declares in ``_no_split_modules``."""
+    lm = network.get_base_model() if hasattr(network, "get_base_model") else network  # a peft model
+    names = set(getattr(lm, "_no_split_modules", None) or ())
+    blocks = [m for m in network.modules() if type(m).__name__ in names]
+    if not blocks:
+        raise ConfigError(f"model.compile: {type(lm).__name__} declares no repeated blocks (_no_split_modules) "
+                          "to compile; set model.compile to false")
+    return blocks
+
+
+class CompiledBlocks:
+    """The compiled blocks of one network; each runs compiled while it is in training mode.
+
+    The mode is read at every call, not switched in ``train()``/``eval()``: Lightning's loops
+    restore each submodule's ``training`` flag directly after validation.
+    """
+
+    def __init__(self, network: torch.nn.Module, backend: str = "inductor"):
+        self.blocks = repeated_blocks(network)
+        for block in self.blocks:
+            # What nn.Module.compile does (nn.Module.__call__ runs _compiled_call_impl when it is
+            # set), behind a check of the mode so that evaluation keeps the eager block.
+            block._compiled_call_impl = _training_only(block, torch.compile(block._call_impl, backend=backend))
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+
+def _training_only(block: torch.nn.Module, compiled):
+    def call(*args, **kwargs):
+        return compiled(*args, **kwargs) if block.training else block._call_impl(*args, **kwargs)
+    return call

@@ -1,0 +1,81 @@
+"""model.init_args.compile: compiled transformer blocks give the eager loss and gradients, and
+run only in training mode (evaluation and generation stay eager)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from lightning_summ.errors import ConfigError
+from lightning_summ.models.compilation import repeated_blocks
+from tests.models.test_chunked_loss import _batch, _loss_and_grads, _perturbed
+from tests.models.test_seq2seq import DIALOGUE, TINY_BART, tiny_model
+
+# aot_eager traces the blocks with dynamo and AOTAutograd as inductor does (graph capture,
+# functionalised forward and backward) without generating C++ kernels, which would take a minute on
+# the CPU; inductor's kernels are checked on the GPU (bench/speed_vs_hf.py compares losses and texts).
+BACKEND = "aot_eager"
+NO_DROPOUT = dict(TINY_BART, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+
+
+def _seq2seq(compile: bool):
+    torch.manual_seed(0)
+    model = tiny_model(model_config=NO_DROPOUT, compile=compile and BACKEND)
+    pairs = [(DIALOGUE, "요약"), ("#Person1#: 네.", "더 긴 요약 문장입니다.")]
+    feats = [dict(model.processor.encode(d, s, False), index=i, fname=f"f{i}", references=[s])
+             for i, (d, s) in enumerate(pairs)]
+    return model, model.processor.collator(for_generation=False)(feats)
+
+
+def _causal(compile: bool):
+    model = _perturbed("qwen3", compile=compile and BACKEND)  # LoRA (dropout 0) on a tiny Qwen3
+    return model, _batch(model)
+
+
+@pytest.mark.parametrize("build", [_seq2seq, _causal], ids=["bart", "qwen3-lora"])
+def test_compiled_blocks_give_the_eager_loss_and_gradients(build):
+    torch._dynamo.reset()
+    counters.clear()
+    eager, batch = build(compile=False)
+    eager_loss, eager_grads = _loss_and_grads(eager.train(), batch)
+    compiled, _ = build(compile=True)
+    assert len(compiled._compiled_blocks) == len(repeated_blocks(compiled.model)) >= 2
+    assert counters["frames"]["ok"] == 0  # compiling is lazy: nothing traced before a step
+    loss, grads = _loss_and_grads(compiled.train(), batch)
+    assert counters["frames"]["ok"] >= 1  # the blocks really ran compiled
+    torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-5)
+    assert grads.keys() == eager_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, eager_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_evaluation_and_generation_run_the_eager_blocks_training_the_compiled_ones():
+    torch._dynamo.reset()
+    counters.clear()
+    model, batch = _seq2seq(compile=True)
+    model.eval()
+    with torch.no_grad():
+        model.compute_loss(batch)
+        model.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=3)
+    assert counters["frames"]["ok"] == 0
+    model.train()
+    model.compute_loss(batch)
+    assert counters["frames"]["ok"] >= 1
+
+
+def test_a_model_without_declared_blocks_or_an_unknown_backend_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="model.compile: Sequential declares no repeated blocks"):
+        repeated_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    with pytest.raises(ConfigError, match="model.compile must be true, false or a torch.compile backend .*got 'fast'"):
+        tiny_model(compile="fast")
+
+
+def test_fit_with_compile_trains_compiled_blocks_through_the_cli(cli_run):
+    torch._dynamo.reset()
+    counters.clear()
+    cli = cli_run("fit", f"--model.init_args.compile={BACKEND}", "--trainer.max_epochs=1",
+                  "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1")
+    assert cli.model._compiled_blocks is not None and counters["frames"]["ok"] >= 1
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    assert "val/loss" in cli.trainer.callback_metrics
