@@ -89,7 +89,8 @@ class _Counter:
 
     def __call__(self, features):
         batch = self.collate(features)
-        self.tokens += int(batch["attention_mask"].sum())
+        # DataCollatorWithFlattening returns no mask: one row of real tokens only
+        self.tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
         if batch.get("labels") is not None and "decoder_input_ids" in batch:  # seq2seq: target tokens too
             self.tokens += int((batch["labels"] != -100).sum())
         return batch
@@ -187,14 +188,22 @@ def _causal_model(args, settings: dict, training: bool):
     return get_peft_model(model, config), tok, formatter
 
 
-def causal_train(args, settings: dict, batch_size: int) -> dict:
-    from transformers import DataCollatorForSeq2Seq, Trainer
+def causal_train(args, settings: dict, batch_size: int, flatten: bool = False) -> dict:
+    """``flatten``: HF's padding-free training, ``DataCollatorWithFlattening`` (each batch one row,
+    position ids restarting per example, no mask), with ``use_cache=False``: under SDPA a model that
+    builds a cache in training (Qwen3's config has ``use_cache: true``) skips the packed-sequence mask
+    and lets the examples attend to each other (checked with transformers 5.24, see bench/NOTES.md)."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer
 
     base = reset_peak()  # peak memory includes the weights, as ours does
     model, tok, formatter = _causal_model(args, settings, training=True)
     data = [formatter.encode(ex.dialogue, ex.summaries[0], for_generation=False) for ex in read_examples(args.data)]
     tok.padding_side = "right"
-    counter = _Counter(DataCollatorForSeq2Seq(tok, label_pad_token_id=-100))
+    if flatten:
+        model.config.use_cache = False
+        counter = _Counter(DataCollatorWithFlattening(return_position_ids=True))
+    else:
+        counter = _Counter(DataCollatorForSeq2Seq(tok, label_pad_token_id=-100))
     extra = {"gradient_checkpointing": settings["gradient_checkpointing"],
              "gradient_checkpointing_kwargs": {"use_reentrant": False}}
     train_args = _training_args(args, str(Path(args.scratch) / "hf-causal"), batch_size, settings["accumulate"],

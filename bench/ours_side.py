@@ -44,13 +44,14 @@ def _generation(new_tokens: int, num_beams: int, static_cache: bool) -> list[str
             "--model.init_args.evaluation.rouge_tokenizer=whitespace"]  # kiwipiepy's model does not travel to the GPU
 
 
-def seq2seq(args, mode: str, batch_size: int, static_cache: bool = False) -> dict:
-    """KoBART-architecture fine-tuning (``fit``) or beam-4 generation (``predict``) of ``args.model_dir``."""
+def seq2seq(args, mode: str, batch_size: int, static_cache: bool = False, options: tuple[str, ...] = ()) -> dict:
+    """KoBART-architecture fine-tuning (``fit``) or beam-4 generation (``predict``) of ``args.model_dir``;
+    ``options``: more command-line overrides (the speed options under test)."""
     out = Path(args.scratch) / f"ours-{mode}-{time.time_ns()}.json"
     common = ["--config", str(REPO / "configs/kobart.yaml"), f"--model.init_args.pretrained={args.model_dir}",
               f"--data.train_path={args.data}", f"--data.val_path={args.data}", f"--data.predict_path={args.data}",
               f"--data.batch_size={args.batch_size}", f"--data.eval_batch_size={batch_size}",
-              *_generation(args.new_tokens, 4, static_cache), *_speed_args(out, args.warmup)]
+              *_generation(args.new_tokens, 4, static_cache), *_speed_args(out, args.warmup), *options]
     if mode == "train":
         return _run(["fit", *common, f"--trainer.max_steps={args.steps + args.warmup}", "--trainer.limit_val_batches=0",
                      "--trainer.max_epochs=1000"], out, "train")
@@ -60,13 +61,14 @@ def seq2seq(args, mode: str, batch_size: int, static_cache: bool = False) -> dic
 
 
 def causal(args, config: str, mode: str, batch_size: int, num_beams: int = 1, static_cache: bool = False,
-           accumulate: int = 1) -> dict:
+           accumulate: int = 1, options: tuple[str, ...] = ()) -> dict:
     """Qwen3-4B-architecture LoRA/QLoRA training (``fit``) or generation (``predict``) with a shipped config;
-    ``accumulate`` is the config's gradient accumulation (warm-up is counted in optimizer steps)."""
+    ``accumulate`` is the config's gradient accumulation (warm-up is counted in optimizer steps);
+    ``options``: more command-line overrides (the speed options under test)."""
     out = Path(args.scratch) / f"ours-causal-{mode}-{time.time_ns()}.json"
     common = ["--config", str(REPO / config), f"--model.init_args.pretrained={args.model_dir}",
               f"--data.train_path={args.data}", f"--data.val_path={args.data}",
-              f"--data.predict_path={args.gen_data}", *_generation(args.new_tokens, num_beams, static_cache)]
+              f"--data.predict_path={args.gen_data}", *_generation(args.new_tokens, num_beams, static_cache), *options]
     if mode == "train":
         return _run(["fit", *common, f"--data.batch_size={batch_size}", *_speed_args(out, args.warmup * accumulate),
                      f"--trainer.max_steps={args.steps + args.warmup}", "--trainer.limit_val_batches=0",

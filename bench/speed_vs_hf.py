@@ -187,7 +187,21 @@ def kobart(args, report: Report) -> None:
         return {"ours": with_rates(mean["ours"], train_flops), "hf": with_rates(mean["hf"], train_flops),
                 "ratio": round(mean["ours"]["samples_per_s"] / mean["hf"]["samples_per_s"], 2)}
 
-    attempt(report, "1 KoBART fine-tuning", f"batch {args.batch_size}, bf16, mean of {args.rounds} rounds", train)
+    hf_mean = {}
+
+    def train_and_keep() -> dict:
+        row = train()
+        hf_mean.update(row["hf"])
+        return row
+
+    attempt(report, "1 KoBART fine-tuning", f"batch {args.batch_size}, bf16, mean of {args.rounds} rounds",
+            train_and_keep)
+    for name in args.seq2seq_options:
+        def train_with(options=tuple(seq2seq_options(args)[name])) -> dict:
+            ours = with_rates(ours_side.seq2seq(args, "train", args.batch_size, options=options), train_flops)
+            return {"ours": ours, "hf": hf_mean, "ratio": round(ours["samples_per_s"] / hf_mean["samples_per_s"], 2)}
+        attempt(report, "1 KoBART fine-tuning", f"ours + {name} ({' '.join(seq2seq_options(args)[name])}); "
+                f"HF batch {args.batch_size} as above", train_with)
 
     hf_runs = {}
 
@@ -205,6 +219,23 @@ def kobart(args, report: Report) -> None:
                           (args.big_eval_batch_size, True)):
         attempt(report, "2 KoBART beam-4 generation", f"batch {batch}" + (", static cache" if static else ""),
                 lambda: generate(batch, static))
+
+
+def seq2seq_options(args) -> dict[str, list[str]]:
+    """Our speed options under test for KoBART training, by name (``--seq2seq_options``)."""
+    compile_ = ["--model.init_args.compile=true"]
+    budget = [f"--data.max_tokens_per_batch={args.seq2seq_token_budget}"]
+    return {"compile": compile_, "token-budget": budget, "all": compile_ + budget}
+
+
+def causal_options(args) -> dict[str, list[str]]:
+    """Our speed options under test for LoRA/QLoRA training, by name (``--causal_options``)."""
+    packing, compile_ = ["--data.packing=true"], ["--model.init_args.compile=true"]
+    chunked = [f"--model.init_args.loss_chunk_size={args.loss_chunk_size}"]
+    budget = [f"--data.max_tokens_per_batch={args.causal_token_budget}", "--trainer.accumulate_grad_batches=1",
+              "--model.init_args.gradient_checkpointing=true"]
+    return {"packing": packing, "chunked-loss": chunked, "compile": compile_, "all": packing + chunked + compile_,
+            "all+token-budget": packing + chunked + compile_ + budget, "token-budget": budget}
 
 
 def causal_settings(config: str) -> dict:
@@ -240,14 +271,27 @@ def causal_train(args, report: Report) -> None:
         flops = 4 * n * causal_tokens(args, settings, False, args.data)
         batch = settings["batch_size"]
 
-        def train() -> dict:
-            ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", batch, accumulate=settings["accumulate"])
-            hf = hf_side.causal_train(args, settings, batch)
-            return {"ours": with_rates(ours, flops), "hf": with_rates(hf, flops),
-                    "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2)}
+        hf_runs = {}
 
-        attempt(report, f"3 Qwen3-4B {name} fine-tuning", f"{CAUSAL_CONFIGS[name]}: batch {batch} x "
-                f"{settings['accumulate']}, checkpointing {settings['gradient_checkpointing']}", train)
+        def train(option: str = "", flatten: bool = False) -> dict:
+            if flatten not in hf_runs:
+                hf_runs[flatten] = with_rates(hf_side.causal_train(args, settings, batch, flatten=flatten), flops)
+            hf = hf_runs[flatten]
+            ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", batch, accumulate=settings["accumulate"],
+                                    options=tuple(causal_options(args)[option]) if option else ())
+            ours = with_rates(ours, flops)
+            return {"ours": ours, "hf": hf, "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2)}
+
+        workload = f"3 Qwen3-4B {name} fine-tuning"
+        shipped = (f"{CAUSAL_CONFIGS[name]}: batch {batch} x {settings['accumulate']}, "
+                   f"checkpointing {settings['gradient_checkpointing']}")
+        attempt(report, workload, shipped, train)
+        if args.hf_flatten:
+            attempt(report, workload, "HF + DataCollatorWithFlattening (padding-free, use_cache off); ours shipped",
+                    lambda: train(flatten=True))
+        for option in args.causal_options:
+            attempt(report, workload, f"ours + {option} ({' '.join(causal_options(args)[option])}); HF shipped",
+                    lambda: train(option))
 
 
 def causal_generate(args, report: Report) -> None:
@@ -321,10 +365,20 @@ def main() -> None:
     parser.add_argument("--test", help="quality: the file predicted and scored (DialogSum test.jsonl, 3 references)")
     parser.add_argument("--budget_s", type=float, default=360, help="quality: training seconds per variant")
     parser.add_argument("--quality_variants", nargs="+", default=["ours", "hf", "hf+pad64"],
-                        help="quality: ours, ours+augment, hf, hf+pad64, hf+tags, hf+pad64+tags")
+                        help="quality: ours (+augment, +timefit, +compile, +tokens), hf, hf+pad64, hf+tags, hf+pad64+tags")
     parser.add_argument("--concurrent", action="store_true", help="quality: run the variants at the same time")
     parser.add_argument("--decodes", nargs="+", default=list(quality.DECODES), choices=quality.DECODES,
                         help="quality: free (the recipe) and/or forced (min_new_tokens = new_tokens)")
+    parser.add_argument("--seq2seq_options", nargs="*", default=[], choices=["compile", "token-budget", "all"],
+                        help="kobart: rows of ours with these option sets (HF as in the first row)")
+    parser.add_argument("--seq2seq_token_budget", type=int, default=65536, help="data.max_tokens_per_batch for KoBART")
+    parser.add_argument("--causal_options", nargs="*", default=[],
+                        choices=["packing", "chunked-loss", "compile", "all", "all+token-budget", "token-budget"],
+                        help="causal-train: rows of ours with these option sets (HF shipped as in the first row)")
+    parser.add_argument("--causal_token_budget", type=int, default=32768,
+                        help="data.max_tokens_per_batch for the token-budget rows (accumulation 1, checkpointing on)")
+    parser.add_argument("--loss_chunk_size", type=int, default=1024, help="model.loss_chunk_size in the option rows")
+    parser.add_argument("--hf_flatten", action="store_true", help="causal-train: a row of HF with DataCollatorWithFlattening")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a CPU smoke test of the script")
     args = parser.parse_args()
     if args.group == "quality":
