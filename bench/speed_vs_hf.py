@@ -194,9 +194,10 @@ def kobart(args, report: Report) -> None:
         hf_mean.update(row["hf"])
         return row
 
-    attempt(report, "1 KoBART fine-tuning", f"batch {args.batch_size}, bf16, mean of {args.rounds} rounds",
-            train_and_keep)
-    for name in args.seq2seq_options:
+    if "train" in args.kobart_parts:
+        attempt(report, "1 KoBART fine-tuning", f"batch {args.batch_size}, bf16, mean of {args.rounds} rounds",
+                train_and_keep)
+    for name in args.seq2seq_options if "train" in args.kobart_parts else ():
         def train_with(options=tuple(seq2seq_options(args)[name])) -> dict:
             ours = with_rates(ours_side.seq2seq(args, "train", args.batch_size, options=options), train_flops)
             return {"ours": ours, "hf": hf_mean, "ratio": round(ours["samples_per_s"] / hf_mean["samples_per_s"], 2)}
@@ -216,7 +217,7 @@ def kobart(args, report: Report) -> None:
                 "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2), "same_texts": same_texts(ours, hf)}
 
     for batch, static in ((args.eval_batch_size, False), (args.big_eval_batch_size, False),
-                          (args.big_eval_batch_size, True)):
+                          (args.big_eval_batch_size, True)) if "generate" in args.kobart_parts else ():
         attempt(report, "2 KoBART beam-4 generation", f"batch {batch}" + (", static cache" if static else ""),
                 lambda: generate(batch, static))
 
@@ -369,6 +370,8 @@ def main() -> None:
     parser.add_argument("--concurrent", action="store_true", help="quality: run the variants at the same time")
     parser.add_argument("--decodes", nargs="+", default=list(quality.DECODES), choices=quality.DECODES,
                         help="quality: free (the recipe) and/or forced (min_new_tokens = new_tokens)")
+    parser.add_argument("--kobart_parts", nargs="+", default=["train", "generate"], choices=["train", "generate"],
+                        help="kobart: the workloads to run (1 = train, 2 = generate)")
     parser.add_argument("--seq2seq_options", nargs="*", default=[], choices=["compile", "token-budget", "all"],
                         help="kobart: rows of ours with these option sets (HF as in the first row)")
     parser.add_argument("--seq2seq_token_budget", type=int, default=65536, help="data.max_tokens_per_batch for KoBART")

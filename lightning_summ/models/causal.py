@@ -30,6 +30,7 @@ from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.base import SummarizerBase
 from lightning_summ.models.chunked_loss import chunked_head_cross_entropy
+from lightning_summ.models.dequantize import DequantizedBase
 from lightning_summ.models.loading import build_config, load_model, torch_dtype
 from lightning_summ.models.peft_setup import apply_lora, quantization_config
 from lightning_summ.models.settings import (EvaluationSettings, GenerationSettings, LoraSettings, OptimizerSettings,
@@ -131,6 +132,7 @@ class CausalLMSummarizer(SummarizerBase):
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags
         self.loss_chunk_size, self.merge_adapters_for_inference = loss_chunk_size, merge_adapters_for_inference
         self._merged = False
+        self._dequantized = DequantizedBase()  # quantization.dequantize_for_inference
         self.device_map, self.max_memory, self.offload_folder = device_map, max_memory, offload_folder
         self.strict_loading = False  # checkpoints hold only the trainable (adapter) weights
         self.save_hyperparameters()
@@ -189,7 +191,9 @@ class CausalLMSummarizer(SummarizerBase):
         targets = labels[:, labels.shape[1] - keep + 1:]
         inputs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids_for(mask)}
         if self.loss_chunk_size is None:
-            logits = self.model(**inputs, logits_to_keep=keep).logits
+            # use_cache=False: else the forward fills a key/value cache nobody reads (memory), and each
+            # layer's cache update makes model.compile recompile per layer (measured on the H200)
+            logits = self.model(**inputs, logits_to_keep=keep, use_cache=False).logits
             return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         backbone, head = self._backbone_and_head()
         hidden = backbone(**inputs, use_cache=False).last_hidden_state
@@ -206,36 +210,41 @@ class CausalLMSummarizer(SummarizerBase):
                                   "which the chunked loss does not; set model.loss_chunk_size to null")
         return lm.base_model, lm.get_output_embeddings()
 
-    # -- merged adapters for inference stages ----------------------------------------------------
-    def _merge_adapters(self) -> None:
-        if self.merge_adapters_for_inference and not self._merged and self.trainer.state.fn != "fit":
+    # -- inference weights: merged adapters, dequantized base (validate/test/predict outside fit) --
+    def _enter_inference_weights(self) -> None:
+        if self.trainer.state.fn == "fit":
+            return
+        if self.merge_adapters_for_inference and not self._merged:
             self.model.merge_adapter()
             self._merged = True
+        if self.quantization is not None and self.quantization.dequantize_for_inference:
+            self._dequantized.apply(self.model)
 
-    def _unmerge_adapters(self) -> None:
+    def _leave_inference_weights(self) -> None:
         if self._merged:
             self.model.unmerge_adapter()
             self._merged = False
+        self._dequantized.restore()
 
     def on_validation_start(self) -> None:
         super().on_validation_start()
-        self._merge_adapters()
+        self._enter_inference_weights()
 
     def on_validation_end(self) -> None:
         super().on_validation_end()
-        self._unmerge_adapters()
+        self._leave_inference_weights()
 
     def on_test_start(self) -> None:
-        self._merge_adapters()
+        self._enter_inference_weights()
 
     def on_test_end(self) -> None:
-        self._unmerge_adapters()
+        self._leave_inference_weights()
 
     def on_predict_start(self) -> None:
-        self._merge_adapters()
+        self._enter_inference_weights()
 
     def on_predict_end(self) -> None:
-        self._unmerge_adapters()
+        self._leave_inference_weights()
 
     def eos_token_ids(self) -> list[int]:
         configured = self.model.generation_config.eos_token_id

@@ -220,12 +220,18 @@ class QuantizationSettings(_Checked):
         double_quant: also quantize the quantization constants (saves ~0.4 bit per parameter); 4-bit only.
         compute_dtype: dtype of the 4-bit matmuls; ``auto`` = the training precision's dtype
             (bf16 under ``bf16-mixed``, fp16 under ``16-mixed``, fp32 otherwise); 4-bit only.
+        dequantize_for_inference: for validate/test/predict outside ``fit``, decode with the base's
+            4-bit linears replaced by dequantized copies in the compute dtype (the values the 4-bit
+            matmul uses, so the same outputs up to rounding; no dequantisation per matmul), when
+            the free GPU memory holds them (~2 bytes per base weight; else it says so and keeps the
+            4-bit base); the 4-bit layers return when the stage ends; 4-bit only.
     """
 
     bits: Literal[4, 8] = 4
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    dequantize_for_inference: bool = False
 
     BLOCK = "quantization"
 

@@ -1,0 +1,105 @@
+"""quantization.dequantize_for_inference: QLoRA decodes on dequantized copies of its 4-bit linears
+during validate/test/predict only, with the 4-bit model's outputs."""
+
+from __future__ import annotations
+
+import bitsandbytes as bnb
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+
+from lightning_summ.data.datamodule import SummarizationDataModule
+from lightning_summ.errors import ConfigError
+from lightning_summ.models.causal import CausalLMSummarizer
+from lightning_summ.models.dequantize import DequantizedBase, four_bit_linears
+from lightning_summ.models.settings import GenerationSettings, LoraSettings, QuantizationSettings
+from tests.models.test_causal import TOKENIZER
+
+# bitsandbytes' CPU inference kernel (eval mode, no grad) needs every in_features >= its block of 64
+QWEN3_64 = {"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "tie_word_embeddings": True}
+
+
+def _qlora(path, dequantize: bool) -> CausalLMSummarizer:
+    torch.manual_seed(0)
+    model = CausalLMSummarizer(pretrained=str(path), lora=LoraSettings(r=4, alpha=8, dropout=0.0), max_length=256,
+                               quantization=QuantizationSettings(dequantize_for_inference=dequantize),
+                               generation=GenerationSettings(num_beams=1, max_new_tokens=6))
+    model.processor.fit_tags()
+    model.configure_model()
+    with torch.no_grad():  # non-zero adapters, so that decoding depends on them
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.add_(torch.randn_like(param) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def saved_base(tmp_path_factory):
+    path = tmp_path_factory.mktemp("base") / "m"
+    source = CausalLMSummarizer(tokenizer=TOKENIZER, model_config=QWEN3_64, lora=None, dtype="float32")
+    source.processor.fit_tags()
+    source.configure_model()
+    source.model.save_pretrained(path)
+    source.tokenizer.save_pretrained(path)
+    return path
+
+
+class _LayerTypes(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_predict_batch_start(self, trainer, module, *args):
+        self.seen.append(sum(isinstance(m, bnb.nn.Linear4bit) for m in module.model.modules()))
+
+
+def _predict(model, tmp_path):
+    dm = SummarizationDataModule(model.processor, predict_path="pkg://sample_data/test.csv", eval_batch_size=4)
+    probe = _LayerTypes()
+    trainer = Trainer(limit_predict_batches=2, logger=False, enable_progress_bar=False, callbacks=[probe],
+                      default_root_dir=tmp_path)
+    return [r["summary"] for batch in trainer.predict(model, datamodule=dm) for r in batch], probe.seen
+
+
+def test_predict_decodes_on_the_dequantized_base_and_writes_the_4bit_models_summaries(saved_base, tmp_path):
+    four_bit, seen = _predict(_qlora(saved_base, dequantize=False), tmp_path)
+    layers = seen[0]
+    assert layers > 0 and seen == [layers, layers]
+    model = _qlora(saved_base, dequantize=True)
+    dequantized, seen = _predict(model, tmp_path)
+    assert seen == [0, 0]  # no 4-bit linear while predicting
+    assert len(four_bit_linears(model.model)) == layers  # put back when predict ends
+    assert dequantized == four_bit
+
+
+def test_dequantized_copy_computes_what_the_4bit_layer_computes(saved_base):
+    model = _qlora(saved_base, dequantize=False)
+    batch = model.processor.generation_batch(["#Person1#: 안녕하세요.\n#Person2#: 네, 안녕하세요."] * 2)
+    # training mode: in eval mode without grad, bitsandbytes' CPU kernel repacks the 4-bit weights
+    # in its own layout first (then apply() declines, tested below); the CUDA kernel does not
+    model.train()
+    with torch.no_grad():
+        reference = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        swap = DequantizedBase()
+        assert swap.apply(model.model) and not four_bit_linears(model.model)
+        logits = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        swap.restore()
+    torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_dequantize_is_a_4bit_option():
+    with pytest.raises(ConfigError, match="quantization.dequantize_for_inference .* applies to 4-bit only"):
+        QuantizationSettings(bits=8, dequantize_for_inference=True)
+
+
+def test_weights_repacked_by_the_cpu_inference_kernel_are_left_4bit(saved_base, capsys):
+    model = _qlora(saved_base, dequantize=False)
+    batch = model.processor.generation_batch(["#Person1#: 네."])
+    model.eval()
+    with torch.no_grad():
+        model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    if not any(getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
+               for _, _, layer in four_bit_linears(model.model)):
+        pytest.skip("this CPU's bitsandbytes kernel does not repack (no AVX-512 BF16)")
+    assert not DequantizedBase().apply(model.model) and four_bit_linears(model.model)
+    assert "CPU inference layout" in capsys.readouterr().out
