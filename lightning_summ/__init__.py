@@ -2,7 +2,13 @@
 
 __version__ = "0.1.0"
 
+import logging
+
 from lightning_summ._lazy import lazy_exports
+
+# bitsandbytes (imported by peft) warns at import, on every CPU with AVX-512 BF16, that an optional
+# faster CPU kernel package ("kernels") is missing: nothing to do for a user, printed on every run.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 __getattr__, __all__ = lazy_exports(__name__, {
     "SummarizationDataModule": "lightning_summ.data.datamodule",

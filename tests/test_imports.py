@@ -97,3 +97,15 @@ def test_a_module_imported_first_in_a_fresh_interpreter_loads():
     code = "import lightning_summ.processing, lightning_summ.data.batching, lightning_summ.decoding.generate"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_importing_the_llm_path_prints_nothing():
+    """bitsandbytes' import-time advice about an optional CPU kernel package is silenced (it
+    printed on every run on CPUs with AVX-512 BF16)."""
+    import subprocess
+    import sys
+
+    code = "import lightning_summ.models.causal, peft, bitsandbytes"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "kernels-community" not in proc.stderr + proc.stdout
