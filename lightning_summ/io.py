@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, TextIO
 
-from lightning_summ.errors import DataError
+from lightning_summ.errors import ConfigError, DataError
 
-__all__ = ["DataError", "Example", "normalize_text", "read_examples", "write_examples", "atomic_write",
+__all__ = ["DataError", "Example", "normalize_text", "read_examples", "write_examples", "atomic_write", "check_writable",
            "write_submission", "read_submission", "read_submission_rows", "write_candidates", "read_candidates"]
 
 # Fields a summary may come in: ``summary`` or ``summary1``, ``summary2``, ...
@@ -254,6 +254,36 @@ def atomic_write(path: str | Path, newline: str | None = None) -> Iterator[TextI
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_writable(path: str | Path, option: str, directory: bool = False) -> None:
+    """Fail now, in one line naming ``option``, if ``path`` could not be written later: a run checks
+    its outputs before it starts, not after an hour of prediction. ``directory``: ``path`` is a
+    directory to create, else a file. The check makes the missing directories and a probe file for
+    real, then removes what it made (permission bits say nothing of read-only mounts, and root
+    passes them all)."""
+    path = Path(path)
+    if not directory and path.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory, not a file")
+    target = path if directory else path.parent
+    created: list[Path] = []
+    try:
+        for folder in [*reversed(target.parents), target]:
+            if folder.is_dir():
+                continue
+            if folder.exists():
+                raise ConfigError(f"{option} {path}: {folder} is a file, not a directory")
+            folder.mkdir()
+            created.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=".lightning_summ.", suffix=".probe", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def write_submission(path: str | Path, rows: Iterable[tuple[str, str]]) -> None:
