@@ -5,11 +5,14 @@ The Trainer creates the run directory (``logger.experiment``, first thing in its
 only at the end. So a bad data file or checkpoint left an empty ``logs/<name>/version_N`` behind,
 and an unwritable output path failed after the whole prediction. Here the outputs are probed, the
 stage's files read and encoded (the DataModule keeps them, its setup in the Trainer finds them done)
-and the checkpoint's processor verified, all before the Trainer runs.
+and the checkpoint's processor verified, all before the Trainer runs. What only the run itself can
+check (a model setting its setup refuses, say) still fails in one line, and then the run directory
+it created is removed again unless it holds a checkpoint (:func:`discard_new_run_directory`).
 """
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -50,8 +53,12 @@ def preflight(cli, subcommand: str) -> None:
     tags come from the checkpoint (``predict --ckpt_path X --data.predict_path Y`` needs no other file)."""
     config = cli.config_init[subcommand]
     if rank_zero_only.rank == 0:  # the probes create and remove files: one process does
-        for path, option, directory in run_outputs(cli, subcommand):
+        outputs = run_outputs(cli, subcommand)
+        for path, option, directory in outputs:
             check_writable(path, option, directory=directory)
+        if subcommand != "export":  # the run directory, and the folder above it that exists already
+            run_dir = Path(outputs[0][0])
+            cli.new_run_directory = None if run_dir.exists() else (run_dir, _existing_ancestor(run_dir))
     ckpt_path = config.get("ckpt_path")
     saved = saved_processor_state(ckpt_path)
     cli.datamodule.use_checkpoint_tags(saved.get("tags"))
@@ -79,3 +86,23 @@ def run_outputs(cli, subcommand: str) -> list[tuple[str, str, bool]]:
         if candidates is not None:
             outputs.append((candidates, "--submission.candidates_path", False))
     return outputs
+
+
+def _existing_ancestor(path: Path) -> Path:
+    return next(folder for folder in path.parents if folder.is_dir())
+
+
+def discard_new_run_directory(cli) -> None:
+    """After a run failed on the user's input: remove the run directory it created (events file,
+    ``config.yaml``) and the folders made for it, unless a checkpoint was written there."""
+    created = getattr(cli, "new_run_directory", None)
+    if created is None or rank_zero_only.rank != 0:
+        return
+    run_dir, existing = created
+    if not run_dir.is_dir() or any(run_dir.rglob("*.ckpt")):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in run_dir.parents:
+        if folder == existing or not folder.is_dir() or any(folder.iterdir()):
+            break
+        folder.rmdir()

@@ -24,7 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lightning_summ.callbacks.checkpoint import AtomicCheckpointIO, best_checkpoint_callback
 from lightning_summ.callbacks.submission_writer import SubmissionWriter
-from lightning_summ.commands._preflight import check_checkpoint_file, preflight
+from lightning_summ.commands._preflight import check_checkpoint_file, discard_new_run_directory, preflight
 from lightning_summ.console import say
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.errors import ConfigError, UserError
@@ -123,6 +123,13 @@ class SummarizationCLI(LightningCLI):
         return
 
     # Every check of the user's input runs before the Trainer starts (see _preflight.py).
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except UserError:
+            discard_new_run_directory(self)
+            raise
+
     def before_fit(self) -> None:
         preflight(self, "fit")
 
