@@ -122,8 +122,9 @@ class SummarizationCLI(LightningCLI):
         # What must match the checkpoint (vocabulary, tags, prompt, lengths) is verified on load instead.
         return
 
-    # Every check of the user's input runs before the Trainer starts (see _preflight.py).
     def _run_subcommand(self, subcommand: str) -> None:
+        """Lightning's: ``before_<subcommand>`` (our preflight, below), the Trainer's method, ``after_...``.
+        A run refused on the user's input removes the run directory it had created."""
         try:
             super()._run_subcommand(subcommand)
         except UserError:
