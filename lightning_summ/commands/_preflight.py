@@ -53,12 +53,11 @@ def preflight(cli, subcommand: str) -> None:
     tags come from the checkpoint (``predict --ckpt_path X --data.predict_path Y`` needs no other file)."""
     config = cli.config_init[subcommand]
     if rank_zero_only.rank == 0:  # the probes create and remove files: one process does
-        outputs = run_outputs(cli, subcommand)
-        for path, option, directory in outputs:
+        for path, option, directory in run_outputs(cli, subcommand):
             check_writable(path, option, directory=directory)
-        if subcommand != "export":  # the run directory, and the folder above it that exists already
-            run_dir = Path(outputs[0][0])
-            cli.new_run_directory = None if run_dir.exists() else (run_dir, _existing_ancestor(run_dir))
+        run_dir = None if subcommand == "export" or cli.trainer.log_dir is None else Path(cli.trainer.log_dir)
+        if run_dir is not None and not run_dir.exists():  # with the folder above it that exists already
+            cli.new_run_directory = (run_dir, _existing_ancestor(run_dir))
     ckpt_path = config.get("ckpt_path")
     saved = saved_processor_state(ckpt_path)
     cli.datamodule.use_checkpoint_tags(saved.get("tags"))
@@ -75,10 +74,11 @@ def run_outputs(cli, subcommand: str) -> list[tuple[str, str, bool]]:
     if subcommand == "export":
         return [(cli.config_init.export.output_dir, "--output_dir", True)]
     trainer = cli.trainer
-    log_dir = trainer.log_dir  # TensorBoard's version_N, or the default_root_dir without a logger
+    # TensorBoard's version_N, the default_root_dir without a logger; None under fast_dev_run (no logs)
+    log_dir = trainer.log_dir
     option = "--trainer.logger.init_args.save_dir" if getattr(trainer.logger, "save_dir", None) \
         else "--trainer.default_root_dir"
-    outputs = [(log_dir, option, True)]
+    outputs = [(log_dir, option, True)] if log_dir is not None else []
     writer = next((c for c in trainer.callbacks if isinstance(c, SubmissionWriter)), None)
     if subcommand == "predict" and writer is not None:
         submission, candidates = writer.paths(log_dir)
