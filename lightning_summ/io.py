@@ -34,8 +34,9 @@ from typing import Iterable, Iterator, Optional, TextIO
 
 from lightning_summ.errors import ConfigError, DataError
 
-__all__ = ["DataError", "Example", "normalize_text", "read_examples", "write_examples", "atomic_write", "check_writable",
-           "write_submission", "read_submission", "read_submission_rows", "write_candidates", "read_candidates"]
+__all__ = ["DataError", "Example", "normalize_text", "read_examples", "write_examples", "atomic_write",
+           "check_writable", "write_submission", "read_submission", "read_submission_rows", "write_candidates",
+           "read_candidates"]
 
 # Fields a summary may come in: ``summary`` or ``summary1``, ``summary2``, ...
 _SUMMARY_FIELD = re.compile(r"^summary(\d*)$")
@@ -226,7 +227,8 @@ def read_candidates(path: str | Path) -> dict[str, list[str]]:
         if candidates:
             if not isinstance(candidates, list) or not all(isinstance(c, dict) and isinstance(c.get("text"), str)
                                                            for c in candidates):
-                raise DataError(f"{at_row(path, row, fname)}: field 'candidates': expected a list of objects with a 'text'")
+                raise DataError(f"{at_row(path, row, fname)}: field 'candidates': "
+                                "expected a list of objects with a 'text'")
             out[fname] = [c["text"] for c in candidates]
         elif isinstance(record.get("summary"), str):
             out[fname] = [record["summary"]]

@@ -200,7 +200,8 @@ def test_missing_dialogue_key_in_jsonl(tmp_path):
 def test_missing_summary_column_only_when_required(tmp_path):
     path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "topic"], [["a", DIALOGUE_1, "예약"]])
     assert read_examples(path)[0].summaries == []
-    assert read_error(path, require_summary=True) == f"{path}: header: missing column 'summary' (or summary1, summary2, ...)"
+    expected = f"{path}: header: missing column 'summary' (or summary1, summary2, ...)"
+    assert read_error(path, require_summary=True) == expected
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"   \r\n", b"\xef\xbb\xbf"])
@@ -403,7 +404,8 @@ def test_candidates_without_candidates_use_the_summary_and_keep_file_order(tmp_p
 @pytest.mark.parametrize("content, expected", [
     ('{"fname": "x"}\n', "row 1 (fname 'x'): field 'candidates' (or 'summary') is missing"),
     ('{"fname": "x", "summary": "a"}\n{"fname": "x", "summary": "b"}\n', "row 2: field 'fname': duplicate 'x' (first at row 1)"),
-    ('{"fname": "x", "candidates": ["a"]}\n', "row 1 (fname 'x'): field 'candidates': expected a list of objects with a 'text'"),
+    ('{"fname": "x", "candidates": ["a"]}\n',
+     "row 1 (fname 'x'): field 'candidates': expected a list of objects with a 'text'"),
     ('{"summary": "a"}\n', "row 1: field 'fname' is empty"),
     ('{"fname": "x", "summary": "a"}\n\n{"fname": \n', "line 3: not valid JSON (Expecting value)"),
     ("", "the file is empty"),
