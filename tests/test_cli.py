@@ -84,11 +84,12 @@ def _bad_csv(tmp_path, content: bytes, name="bad.csv") -> Path:
 
 
 @pytest.mark.parametrize("content, expected", [
-    (b"fname,summary\nx_1,hi\n", "row 1: missing column 'dialogue'"),
+    (b"fname,summary\nx_1,hi\n", "header: missing column 'dialogue'"),
     (b"", "the file is empty"),
-    ('fname,dialogue,summary\nx_1,"",요약\n'.encode(), "row 2: field 'dialogue' is empty"),
-    ("fname,dialogue,summary\nx_1,대화,요약\n".encode("cp949"), "row 2: not valid UTF-8"),
-    ('fname,dialogue,summary\nx_1,"a\nb",s\nx_1,c,s\n'.encode(), "row 4: field 'fname': duplicate 'x_1' (first at row 2)"),
+    ('fname,dialogue,summary\nx_1,"",요약\n'.encode(), "row 1 (fname 'x_1'): field 'dialogue' is empty"),
+    ("fname,dialogue,summary\nx_1,대화,요약\n".encode("cp949"), "line 2: not valid UTF-8"),
+    ('fname,dialogue,summary\nx_1,"a\nb",s\nx_1,c,s\n'.encode(),
+     "row 2: field 'fname': duplicate 'x_1' (first at row 1)"),
 ])
 def test_bad_predict_input_fails_with_one_line_and_writes_nothing(tmp_path, content, expected, capsys, monkeypatch):
     bad = _bad_csv(tmp_path, content)

@@ -3,6 +3,8 @@ and exit 2 for every mistake, output printed once (rank zero), no warnings nobod
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import warnings
@@ -15,7 +17,9 @@ from lightning_utilities.core.rank_zero import rank_zero_only
 
 from conftest import QUICKSTART, TINY
 from lightning_summ.commands import VERBS, main
-from lightning_summ.io import write_candidates
+from lightning_summ.commands.lightning import run_cli
+from lightning_summ.io import Example, read_examples, read_submission_rows, write_candidates, write_examples
+from lightning_summ.paths import resolve_path
 
 EVERY_VERB = ["fit", "validate", "test", "predict", "export", "cv", "tune", "ensemble", "score", "pipeline", "serve"]
 
@@ -103,23 +107,91 @@ MISTAKES = [  # (arguments, what the one line must say); {tmp} is the test's dir
     (["predict", "--config", str(QUICKSTART), "--ckpt_path", "{tmp}/missing.ckpt"], "{tmp}/missing.ckpt"),
     (["predict", "--config", str(QUICKSTART), "--ckpt_path", "{tmp}/garbage.ckpt"],
      "--ckpt_path {tmp}/garbage.ckpt: not a readable checkpoint"),
+    # outputs are probed before anything runs (a.jsonl is a file; nobody may write in /sys, not even root)
+    (["predict", "--config", str(QUICKSTART), "--submission.output_path", "{tmp}/a.jsonl/out.csv"],
+     "--submission.output_path {tmp}/a.jsonl/out.csv: {tmp}/a.jsonl is a file, not a directory"),
+    (["predict", "--config", str(QUICKSTART), "--submission.output_path", "/sys/lightning_summ_test/out.csv"],
+     "--submission.output_path /sys/lightning_summ_test/out.csv: cannot write there ("),
+    (["predict", "--config", str(QUICKSTART), "--submission.candidates_path", "{tmp}/a.jsonl/c.jsonl"],
+     "--submission.candidates_path {tmp}/a.jsonl/c.jsonl: {tmp}/a.jsonl is a file, not a directory"),
+    (["predict", "--config", str(QUICKSTART), "--submission.output_path", "{tmp}"],
+     "--submission.output_path {tmp}: is a directory, not a file"),
+    (["fit", "--config", str(QUICKSTART), "--trainer.logger.init_args.save_dir", "{tmp}/a.jsonl/logs"],
+     "--trainer.logger.init_args.save_dir {tmp}/a.jsonl/logs/quickstart/version_0: {tmp}/a.jsonl is a file"),
+    (["cv", "--config", str(QUICKSTART), "--trainer.logger.init_args.save_dir", "/sys/lightning_summ_test"],
+     "--trainer.logger.init_args.save_dir /sys/lightning_summ_test/quickstart/cv/fold_0: cannot write there ("),
+    (["export", "--config", str(QUICKSTART), "--ckpt_path", "{tmp}/garbage.ckpt", "--output_dir", "{tmp}/a.jsonl/x"],
+     "--output_dir {tmp}/a.jsonl/x: {tmp}/a.jsonl is a file, not a directory"),
+    (["ensemble", "--inputs", "{tmp}/a.jsonl", "--output", "{tmp}/a.jsonl/o.csv"],
+     "--output {tmp}/a.jsonl/o.csv: {tmp}/a.jsonl is a file, not a directory"),
+    # data files: the delimiter, the record (not the physical line) with its fname; no run directory left
+    (["predict", "--config", str(QUICKSTART), "--data.predict_path", "{tmp}/t.tsv"],
+     "{tmp}/t.tsv: header: missing column 'fname' (found: 'fname\\tdialogue'; the header looks tab-separated: "
+     "lightning_summ reads comma-separated CSV or JSONL)"),
+    (["predict", "--config", str(QUICKSTART), "--data.predict_path", "{tmp}/multiline.csv"],
+     "{tmp}/multiline.csv: row 3 (fname 'c'): field 'dialogue' is empty"),
+    (["fit", "--config", str(QUICKSTART), "--data.val_path", "{tmp}/multiline.csv"],
+     "{tmp}/multiline.csv: row 3 (fname 'c'): field 'dialogue' is empty"),
+    # refused by the model's own setup, inside the run: the run directory it made is removed again
+    (["fit", "--config", str(QUICKSTART), *TINY, "--model.init_args.ensemble_checkpoints=[{tmp}/garbage.ckpt]"],
+     "model.ensemble_checkpoints is for validate/test/predict, not fit"),
+    # a checkpoint whose tag vocabulary differs from the data's (trained with #Manager#)
+    (["predict", "--config", str(QUICKSTART), *TINY, "--ckpt_path", "{ckpt}"],
+     "--ckpt_path {ckpt} was made with a different processor: tags = "),
+    (["test", "--config", str(QUICKSTART), *TINY, "--ckpt_path", "{ckpt}"],
+     "--ckpt_path {ckpt} was made with a different processor: tags = "),
 ]
 
 
-@pytest.mark.parametrize("args, expected", MISTAKES, ids=[" ".join(a[:1] + a[-2:])[:60] for a, _ in MISTAKES])
-def test_mistakes_are_one_line_exit_2_and_write_nothing(args, expected, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LIGHTNING_SUMM_TEST_UNSET", raising=False)
+@pytest.fixture(scope="module")
+def tagged_model(tmp_path_factory) -> dict:
+    """A tiny quickstart model trained on a file with a tag the sample data lacks (``#Manager#``)."""
+    root = tmp_path_factory.mktemp("tagged")
+    examples = read_examples(resolve_path("pkg://sample_data/train.csv"))[:20]
+    examples[0].dialogue += "\n#Manager#: 네, 확인했습니다."
+    write_examples(root / "train.csv", examples)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        cli = run_cli(["fit", "--config", str(QUICKSTART), *TINY, f"--data.train_path={root / 'train.csv'}",
+                       "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=0",
+                       "--trainer.enable_progress_bar=false"])
+        cli.trainer.save_checkpoint(root / "tagged.ckpt")
+    finally:
+        os.chdir(cwd)
+    return {"ckpt": root / "tagged.ckpt", "train": root / "train.csv"}
+
+
+def _mistake_files(tmp_path) -> None:
     _candidates(tmp_path / "a.jsonl", [("x", "요약")])
     (tmp_path / "garbage.ckpt").write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    (tmp_path / "t.tsv").write_text("fname\tdialogue\nx\t#Person1#: 안녕\n", encoding="utf-8")
+    # Records a (lines 2-4), b (lines 5-6), c (line 7): the third record starts on the seventh line.
+    (tmp_path / "multiline.csv").write_text('fname,dialogue,summary\na,"#Person1#: 하나\n#Person2#: 둘\n#Person1#: 셋",'
+                                            'x\nb,"#Person1#: 넷\n#Person2#: 다섯",y\nc,,z\n', encoding="utf-8")
+
+
+def _mistake_id(args: list[str]) -> str:
+    """The verb and the last two arguments that are not the config or the tiny model's options."""
+    own = [a for a in args[1:] if a not in TINY and a not in ("--config", str(QUICKSTART))]
+    return " ".join([args[0], *own[-2:]])[:80]
+
+
+@pytest.mark.parametrize("args, expected", MISTAKES, ids=[_mistake_id(a) for a, _ in MISTAKES])
+def test_mistakes_are_one_line_exit_2_and_write_nothing(args, expected, tmp_path, monkeypatch, capsys, request):
+    """Nothing written includes the run directory: a run failing on its input leaves no logs/.../version_N."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LIGHTNING_SUMM_TEST_UNSET", raising=False)
+    _mistake_files(tmp_path)
+    ckpt = request.getfixturevalue("tagged_model")["ckpt"] if "{ckpt}" in " ".join(args) else None
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(SystemExit) as exit_:
-        main([a.format(tmp=tmp_path) for a in args])
+        main([a.format(tmp=tmp_path, ckpt=ckpt) for a in args])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lightning_summ: error: "), err
-    assert expected.format(tmp=tmp_path) in lines[0] and "Traceback" not in err
+    assert expected.format(tmp=tmp_path, ckpt=ckpt) in lines[0] and "Traceback" not in err, lines[0]
     assert sorted(tmp_path.rglob("*")) == before
 
 
@@ -169,3 +241,27 @@ def test_fit_and_predict_print_no_warning_a_user_cannot_act_on(tmp_path, monkeyp
     assert [n for n in NOISE if n in text] == []
     assert "Wrote 40 summaries to " in out  # results stay visible
 
+
+
+def test_predict_from_a_checkpoint_needs_no_training_file(tagged_model, tmp_path, monkeypatch):
+    """The tags come from the checkpoint: the same summaries as with the training file, which before
+    was needed only to rebuild them (without it the checkpoint's #Manager# was missing)."""
+    monkeypatch.chdir(tmp_path)
+    common = ["predict", "--config", str(QUICKSTART), *TINY, f"--ckpt_path={tagged_model['ckpt']}",
+              "--trainer.enable_progress_bar=false"]
+    main([*common, f"--data.train_path={tagged_model['train']}", f"--submission.output_path={tmp_path}/with.csv"])
+    main([*common, "--data.train_path=null", f"--submission.output_path={tmp_path}/without.csv"])
+    with_train, without = read_submission_rows(tmp_path / "with.csv"), read_submission_rows(tmp_path / "without.csv")
+    assert len(without) == 40 and without == with_train
+
+
+def test_fnames_with_spaces_come_back_exactly_in_the_submission(tagged_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fnames = [" lead", "trail ", " both ", "plain"]
+    write_examples(tmp_path / "spaces.csv", [Example(f, "#Person1#: 안녕하세요.\n#Person2#: 네.") for f in fnames])
+    main(["predict", "--config", str(QUICKSTART), *TINY, f"--ckpt_path={tagged_model['ckpt']}",
+          f"--data.train_path={tagged_model['train']}", f"--data.predict_path={tmp_path}/spaces.csv",
+          f"--submission.output_path={tmp_path}/out.csv", "--trainer.enable_progress_bar=false"])
+    assert [fname for _, fname, _ in read_submission_rows(tmp_path / "out.csv")] == fnames
+    candidates = (tmp_path / "candidates.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["fname"] for line in candidates] == fnames

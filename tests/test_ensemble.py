@@ -66,4 +66,4 @@ def test_bad_candidates_file_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["ensemble", "--inputs", str(bad), "--output", str(tmp_path / "o.csv")])
     assert e.value.code == 2
-    assert f"{bad}: row 1:" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
+    assert f"{bad}: row 1 (fname 'x'):" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()

@@ -184,27 +184,24 @@ def test_unicode_line_separators_do_not_split_records(tmp_path, separator):
 
 def test_missing_fname_column(tmp_path):
     path = write_csv(tmp_path / "x.csv", ["id", "dialogue", "summary"], [["a", DIALOGUE_1, SUMMARY_1]])
-    message = read_error(path)
-    assert "row 1" in message and "'fname'" in message and "id" in message
+    assert read_error(path) == f"{path}: header: missing column 'fname' (found: id, dialogue, summary)"
 
 
 def test_missing_dialogue_column(tmp_path):
     path = write_csv(tmp_path / "x.csv", ["fname", "text", "summary"], [["a", DIALOGUE_1, SUMMARY_1]])
-    message = read_error(path)
-    assert "row 1" in message and "'dialogue'" in message
+    assert read_error(path) == f"{path}: header: missing column 'dialogue' (found: fname, text, summary)"
 
 
 def test_missing_dialogue_key_in_jsonl(tmp_path):
     path = write_jsonl(tmp_path / "x.jsonl", [{"fname": "a", "text": DIALOGUE_1}])
-    message = read_error(path)
-    assert "row 1" in message and "'dialogue'" in message
+    assert read_error(path) == f"{path}: header: missing column 'dialogue' (found: fname, text)"
 
 
 def test_missing_summary_column_only_when_required(tmp_path):
     path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "topic"], [["a", DIALOGUE_1, "예약"]])
     assert read_examples(path)[0].summaries == []
-    message = read_error(path, require_summary=True)
-    assert "row 1" in message and "'summary'" in message
+    expected = f"{path}: header: missing column 'summary' (or summary1, summary2, ...)"
+    assert read_error(path, require_summary=True) == expected
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"   \r\n", b"\xef\xbb\xbf"])
@@ -224,16 +221,14 @@ def test_header_only_file(tmp_path):
 def test_empty_dialogue(tmp_path):
     path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "summary"],
                      [["a", DIALOGUE_2, SUMMARY_2], ["b", " \n ", SUMMARY_1]])
-    # Row "a" spans lines 2-4 (three-line dialogue), so "b" starts on line 5.
-    message = read_error(path)
-    assert "row 5" in message and "'dialogue'" in message
+    # Row "a" spans lines 2-4 (three-line dialogue); "b" starts on line 5 and is the second record.
+    assert read_error(path) == f"{path}: row 2 (fname 'b'): field 'dialogue' is empty"
 
 
 def test_empty_summary_when_required(tmp_path):
     path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "summary"], [["a", DIALOGUE_1, SUMMARY_1], ["b", "대화", ""]])
     assert read_examples(path)[1].summaries == []
-    message = read_error(path, require_summary=True)
-    assert "row 4" in message and "'summary'" in message
+    assert read_error(path, require_summary=True) == f"{path}: row 2 (fname 'b'): field 'summary' is empty"
 
 
 def test_empty_multi_reference_summaries_when_required(tmp_path):
@@ -241,14 +236,12 @@ def test_empty_multi_reference_summaries_when_required(tmp_path):
         {"fname": "a", "dialogue": DIALOGUE_1, "summary1": SUMMARY_1, "summary2": SUMMARY_2},
         {"fname": "b", "dialogue": DIALOGUE_2, "summary1": "", "summary2": ""},
     ])
-    message = read_error(path, require_summary=True)
-    assert "row 2" in message and "'summary1'" in message
+    assert read_error(path, require_summary=True) == f"{path}: row 2 (fname 'b'): field 'summary1' is empty"
 
 
 def test_empty_fname(tmp_path):
     path = write_csv(tmp_path / "x.csv", ["fname", "dialogue"], [["a", "대화"], ["  ", "대화"]])
-    message = read_error(path)
-    assert "row 3" in message and "'fname'" in message
+    assert read_error(path) == f"{path}: row 2: field 'fname' is empty"
 
 
 def test_cp949_bytes_are_reported_with_their_row(tmp_path):
@@ -256,24 +249,21 @@ def test_cp949_bytes_are_reported_with_their_row(tmp_path):
     bad_row = "b,안녕하세요,인사\n".encode("cp949")
     path = tmp_path / "cp949.csv"
     path.write_bytes(header_and_good_row + bad_row)
-    message = read_error(path)
-    assert "row 4" in message and "UTF-8" in message
+    message = read_error(path)  # the physical line: no record can be read from bytes that do not decode
+    assert message.startswith(f"{path}: line 4: not valid UTF-8")
 
 
 def test_duplicate_fname_names_both_rows(tmp_path):
     path = write_csv(tmp_path / "x.csv", ["fname", "dialogue", "summary"],
                      [["a", DIALOGUE_1, SUMMARY_1], ["b", DIALOGUE_2, SUMMARY_2], ["a", "다른 대화", "다른 요약"]])
-    # a: lines 2-3, b: lines 4-6, second a: line 7.
-    message = read_error(path)
-    assert "'fname'" in message and "'a'" in message
-    assert "row 7" in message and "row 2" in message
+    # a: lines 2-3, b: lines 4-6, second a: line 7, the third record.
+    assert read_error(path) == f"{path}: row 3: field 'fname': duplicate 'a' (first at row 1)"
 
 
 def test_duplicate_fname_in_jsonl(tmp_path):
     path = write_jsonl(tmp_path / "x.jsonl", [{"fname": "a", "dialogue": "가"}, {"fname": "b", "dialogue": "나"},
                                               {"fname": "a", "dialogue": "다"}])
-    message = read_error(path)
-    assert "row 3" in message and "row 1" in message and "'fname'" in message
+    assert read_error(path) == f"{path}: row 3: field 'fname': duplicate 'a' (first at row 1)"
 
 
 def test_invalid_json_line(tmp_path):
@@ -281,16 +271,34 @@ def test_invalid_json_line(tmp_path):
     good = json.dumps({"fname": "a", "dialogue": DIALOGUE_1}, ensure_ascii=False)
     path.write_text(good + "\n" + '{"fname": "b", "dialogue": "끝나지 않은\n' + good.replace('"a"', '"c"') + "\n",
                     encoding="utf-8")
-    message = read_error(path)
-    assert "row 2" in message and "JSON" in message
+    assert read_error(path) == f"{path}: line 2: not valid JSON (Unterminated string starting at)"
 
 
 def test_json_line_that_is_not_an_object(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps({"fname": "a", "dialogue": "가"}) + "\n" + json.dumps(["b", "나"]) + "\n",
                     encoding="utf-8")
-    message = read_error(path)
-    assert "row 2" in message and "object" in message
+    assert read_error(path) == f"{path}: line 2: expected a JSON object, got list"
+
+
+@pytest.mark.parametrize("delimiter, name", [("\t", "tab"), (";", "semicolon")])
+def test_a_header_with_another_delimiter_says_so(tmp_path, delimiter, name):
+    """Issue 12: a TSV said only "missing column 'fname'"."""
+    header = delimiter.join(["fname", "dialogue", "summary"])
+    path = tmp_path / "x.tsv"
+    path.write_text(header + "\n" + delimiter.join(["a", "대화", "요약"]) + "\n", encoding="utf-8")
+    assert read_error(path) == (f"{path}: header: missing column 'fname' (found: {header!r}; the header looks "
+                                f"{name}-separated: lightning_summ reads comma-separated CSV or JSONL)")
+
+
+def test_fnames_keep_leading_and_trailing_spaces_when_read_and_written(tmp_path):
+    """Issue 12: a leading space in an fname was lost (the submission then named another id)."""
+    path = write_csv(tmp_path / "x.csv", ["fname", "dialogue"], [[" a", "대화"], ["b ", "대화"], ["a", "대화"]])
+    assert [e.fname for e in read_examples(path)] == [" a", "b ", "a"]
+    write_submission(tmp_path / "s.csv", [(" a", "요약"), ("b ", "요약"), ("a", "요약")])
+    assert list(read_submission(tmp_path / "s.csv")) == [" a", "b ", "a"]
+    jsonl = write_jsonl(tmp_path / "x.jsonl", [{"fname": " a", "dialogue": "대화"}])
+    assert read_examples(jsonl)[0].fname == " a"
 
 
 def test_path_that_does_not_exist(tmp_path):
@@ -311,28 +319,26 @@ def test_a_dialogue_longer_than_the_csv_field_limit_is_read(tmp_path):
 
 # -- row numbers -------------------------------------------------------------------------------------
 
-def test_row_numbers_after_multiline_quoted_dialogues(tmp_path):
-    # Header line 1; "a" lines 2-3; "b" lines 4-6; "c" line 7; "d" line 8 has an empty dialogue.
+def test_row_numbers_count_records_not_lines_after_multiline_quoted_dialogues(tmp_path):
+    # Header line 1; "a" lines 2-3; "b" lines 4-6; "c" line 7; "d" line 8, the fourth record, has an
+    # empty dialogue. Issue 12: the error said "row 8", which is not the record a user sees.
     rows = [["a", DIALOGUE_1, SUMMARY_1], ["b", DIALOGUE_2, SUMMARY_2], ["c", "한 줄 대화", "요약"], ["d", "", "요약"]]
     for newline in ("\n", "\r\n"):
         path = write_csv(tmp_path / f"rows{len(newline)}.csv", ["fname", "dialogue", "summary"], rows, newline=newline)
-        message = read_error(path)
-        assert "row 8" in message and "'dialogue'" in message, message
+        assert read_error(path) == f"{path}: row 4 (fname 'd'): field 'dialogue' is empty"
 
 
 def test_row_number_after_a_blank_line(tmp_path):
-    # Regression: a blank line (skipped by csv) shifted the row number of the next record by one.
+    # A blank line is not a row: "b" is the second record.
     path = tmp_path / "x.csv"
     path.write_text(f'fname,dialogue\na,"{DIALOGUE_1}"\n\nb,\n', encoding="utf-8")
-    message = read_error(path)
-    assert "row 5" in message and "'dialogue'" in message, message
+    assert read_error(path) == f"{path}: row 2 (fname 'b'): field 'dialogue' is empty"
 
 
 def test_short_csv_row_is_an_empty_field_not_a_crash(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text("fname,dialogue,summary\na,대화,요약\nb\n", encoding="utf-8")
-    message = read_error(path)
-    assert "row 3" in message and "'dialogue'" in message
+    assert read_error(path) == f"{path}: row 2 (fname 'b'): field 'dialogue' is empty"
 
 
 # -- the real files, when the shared data is present ---------------------------------------------------
@@ -396,11 +402,12 @@ def test_candidates_without_candidates_use_the_summary_and_keep_file_order(tmp_p
 
 
 @pytest.mark.parametrize("content, expected", [
-    ('{"fname": "x"}\n', "row 1: field 'candidates' (or 'summary') is missing"),
+    ('{"fname": "x"}\n', "row 1 (fname 'x'): field 'candidates' (or 'summary') is missing"),
     ('{"fname": "x", "summary": "a"}\n{"fname": "x", "summary": "b"}\n', "row 2: field 'fname': duplicate 'x' (first at row 1)"),
-    ('{"fname": "x", "candidates": ["a"]}\n', "row 1: field 'candidates': expected a list of objects with a 'text'"),
+    ('{"fname": "x", "candidates": ["a"]}\n',
+     "row 1 (fname 'x'): field 'candidates': expected a list of objects with a 'text'"),
     ('{"summary": "a"}\n', "row 1: field 'fname' is empty"),
-    ('{"fname": "x", "summary": "a"}\n{"fname": \n', "row 2: not valid JSON (Expecting value)"),
+    ('{"fname": "x", "summary": "a"}\n\n{"fname": \n', "line 3: not valid JSON (Expecting value)"),
     ("", "the file is empty"),
 ])
 def test_bad_candidates_are_one_line(tmp_path, content, expected):
@@ -412,10 +419,10 @@ def test_bad_candidates_are_one_line(tmp_path, content, expected):
 
 
 @pytest.mark.parametrize("rows, expected", [
-    ([["fname", "text"], ["a", "b"]], "row 1: missing column 'summary' (found: fname, text)"),
-    ([["fname", "summary"], ["a", "x"], ["a", "y"]], "row 3: field 'fname': duplicate 'a' (first at row 2)"),
-    ([["fname", "summary"], ["a"]], "row 2: field 'summary' is missing (short row)"),
-    ([["fname", "summary"], ["", "x"]], "row 2: field 'fname' is empty"),
+    ([["fname", "text"], ["a", "b"]], "header: missing column 'summary' (found: fname, text)"),
+    ([["fname", "summary"], ["a", "x"], ["a", "y"]], "row 2: field 'fname': duplicate 'a' (first at row 1)"),
+    ([["fname", "summary"], ["a"]], "row 1 (fname 'a'): field 'summary' is missing (short row)"),
+    ([["fname", "summary"], ["", "x"]], "row 1: field 'fname' is empty"),
 ])
 def test_bad_submissions_are_one_line(tmp_path, rows, expected):
     path = write_csv(tmp_path / "s.csv", rows[0], rows[1:])

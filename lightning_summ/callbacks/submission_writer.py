@@ -40,15 +40,21 @@ class SubmissionWriter(BasePredictionWriter):
         self.output_path, self.candidates_path = output_path, candidates_path
         self.written: Optional[Path] = None
 
+    def paths(self, log_dir: Optional[str]) -> tuple[Path, Optional[Path]]:
+        """(the submission CSV, the candidates JSONL or ``None``) for a run whose log directory is ``log_dir``."""
+        csv_path = Path(self.output_path or Path(log_dir or ".") / "submission.csv")
+        if self.candidates_path == "":
+            return csv_path, None
+        return csv_path, Path(self.candidates_path or csv_path.with_name("candidates.jsonl"))
+
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         records = gather_records(trainer, predictions)
         log_dir = trainer.log_dir  # a collective call under DDP: every rank must ask, before rank 0 alone writes
         if not trainer.is_global_zero:
             return
-        csv_path = Path(self.output_path or Path(log_dir or ".") / "submission.csv")
+        csv_path, jsonl = self.paths(log_dir)
         write_submission(csv_path, ((r["fname"], r["summary"]) for r in records))
-        if self.candidates_path != "":
-            jsonl = Path(self.candidates_path or csv_path.with_name("candidates.jsonl"))
+        if jsonl is not None:
             write_candidates(jsonl, records)
         self.written = csv_path
         say(f"Wrote {len(records)} summaries to {csv_path}")

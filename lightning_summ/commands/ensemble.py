@@ -23,7 +23,7 @@ from pathlib import Path
 from lightning_summ.commands._args import verb_parser
 from lightning_summ.console import say
 from lightning_summ.errors import ConfigError, DataError
-from lightning_summ.io import atomic_write, read_candidates, write_submission
+from lightning_summ.io import atomic_write, check_writable, read_candidates, write_submission
 
 
 def combine(members: list[dict[str, list[str]]], names: list[str], method: str, weights: list[float],
@@ -89,6 +89,7 @@ def main(args: list[str]) -> list[dict]:
                                   else [1.0] * len(options.inputs))
     if len(weights) != len(options.inputs):
         raise ConfigError(f"--weights: {len(weights)} weights for {len(options.inputs)} --inputs")
+    check_writable(options.output, "--output")  # the report goes beside it, in the same directory
     members = [read_candidates(p) for p in options.inputs]
     chosen = combine(members, options.inputs, options.method, weights, options.tokenizer)
     out = Path(options.output)

@@ -16,7 +16,6 @@ import os
 import re
 import sys
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -25,6 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lightning_summ.callbacks.checkpoint import AtomicCheckpointIO, best_checkpoint_callback
 from lightning_summ.callbacks.submission_writer import SubmissionWriter
+from lightning_summ.commands._preflight import check_checkpoint_file, discard_new_run_directory, preflight
 from lightning_summ.console import say
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.errors import ConfigError, UserError
@@ -122,6 +122,30 @@ class SummarizationCLI(LightningCLI):
         # What must match the checkpoint (vocabulary, tags, prompt, lengths) is verified on load instead.
         return
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Lightning's: ``before_<subcommand>`` (our preflight, below), the Trainer's method, ``after_...``.
+        A run refused on the user's input removes the run directory it had created."""
+        try:
+            super()._run_subcommand(subcommand)
+        except UserError:
+            discard_new_run_directory(self)
+            raise
+
+    def before_fit(self) -> None:
+        preflight(self, "fit")
+
+    def before_validate(self) -> None:
+        preflight(self, "validate")
+
+    def before_test(self) -> None:
+        preflight(self, "test")
+
+    def before_predict(self) -> None:
+        preflight(self, "predict")
+
+    def before_export(self) -> None:
+        preflight(self, "export")
+
     def after_fit(self) -> None:
         ckpt = best_checkpoint_callback(self.trainer)
         if ckpt is not None and ckpt.best_model_path:
@@ -129,18 +153,6 @@ class SummarizationCLI(LightningCLI):
 
 
 RESUME_CHOICES = ("last", "auto")
-
-
-def check_checkpoint_file(ckpt_path: Optional[str]) -> None:
-    """A missing, truncated or foreign ``--ckpt_path`` is one line before anything runs (torch's own
-    messages about a broken zip archive are a page of traceback, and come after the model is built)."""
-    if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):  # Lightning's own names
-        return
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise ConfigError(f"--ckpt_path {path}: no such checkpoint file")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
-        raise ConfigError(f"--ckpt_path {path}: not a readable checkpoint (truncated, or not written by torch.save)")
 
 
 def resolve_resume(config) -> None:

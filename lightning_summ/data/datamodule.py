@@ -48,7 +48,8 @@ class SummarizationDataModule(LightningDataModule):
 
     Args:
         processor: turns examples into features (the model's ``processor``; the CLI passes it).
-        train_path: training file (needed by ``fit``; also scanned for ``#Tag#`` tokens).
+        train_path: training file (needed by ``fit``; also scanned for ``#Tag#`` tokens; ``predict``,
+            ``test`` and ``validate`` with a checkpoint take the tags saved in it when this is not set).
         val_path: validation file; ignored when ``num_folds`` is set (the held-out fold validates).
         test_path: file with references for ``test``.
         predict_path: file to summarise with ``predict`` (summaries, if present, are not used).
@@ -130,6 +131,7 @@ class SummarizationDataModule(LightningDataModule):
         self.features: dict[str, list[dict]] = {}
         self._train_position: Optional[dict] = None  # from a checkpoint: where the resumed epoch starts
         self._train_loader: Optional[ResumableDataLoader] = None
+        self._checkpoint_tags: list[str] = []  # see use_checkpoint_tags
 
     # -- the processor's vocabulary --------------------------------------------------------------
     def fit_processor(self) -> SummaryProcessor:
@@ -138,11 +140,18 @@ class SummarizationDataModule(LightningDataModule):
         if self.processor is None:
             raise ConfigError("the DataModule has no processor: pass processor=model.processor "
                               "(the command line links it)")
-        texts = ()
+        texts, extra = (), [*self.extra_tags, *self._checkpoint_tags]
         if self.train_path:  # the whole file, not a fold's part: every fold model gets one vocabulary
             texts = (t for ex in self._train_file() for t in (ex.dialogue, *ex.summaries))
-        self.processor.fit_tags(texts, self.extra_tags)
+            extra = self.extra_tags  # the training file decides; a checkpoint is verified against it
+        self.processor.fit_tags(texts, extra)
         return self.processor
+
+    def use_checkpoint_tags(self, tags: Optional[list[str]]) -> None:
+        """The tags of the checkpoint a run starts from (its saved processor state): without a
+        training file they are the vocabulary, so ``predict``/``test`` with ``--ckpt_path`` need no
+        ``data.train_path``; with one, the training file's tags are used and the checkpoint verified."""
+        self._checkpoint_tags = list(tags or [])
 
     def _train_file(self) -> list[Example]:
         """The whole training file, read once (tags, folds and the train split all use it)."""

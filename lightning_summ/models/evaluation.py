@@ -141,14 +141,15 @@ class SummaryEvaluationModule(LightningModule):
                               f"{len(self.processor.tags or [])}; use the training config's data.train_path")
 
 
-def read_checkpoint(path) -> dict:
-    """A checkpoint written by ``fit``, as a dict (tensors on the CPU), or a one-line error."""
+def read_checkpoint(path, mmap: bool = False) -> dict:
+    """A checkpoint written by ``fit``, as a dict (tensors on the CPU), or a one-line error.
+    ``mmap``: map the tensors instead of reading them (cheap when only the metadata is needed)."""
     from pathlib import Path
 
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated, garbage or another program's file: torch's messages are pages long
         raise ConfigError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

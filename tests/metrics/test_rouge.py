@@ -342,7 +342,7 @@ def test_rouge_from_files_errors(tmp_path, refs_csv):
     unknown = _write_csv(tmp_path / "unknown.csv", ["fname", "summary"],
                          [["d_0", "가"], ["d_1", "나"], ["d_9", "다"]])
     msg = _one_line_error("'d_9'", unknown, refs_csv)
-    assert "unknown.csv" in msg and "row 4" in msg and "fname" in msg
+    assert "unknown.csv" in msg and "row 3" in msg and "fname" in msg
 
     missing = _write_csv(tmp_path / "missing.csv", ["fname", "summary"], [["d_1", "가"]])
     msg = _one_line_error("1 reference(s)", missing, refs_csv)
@@ -352,4 +352,4 @@ def test_rouge_from_files_errors(tmp_path, refs_csv):
                            [["d_0", "#Person1#: 안녕.", "인사"], ["d_1", "#Person1#: 잘 가.", ""]])
     both = _write_csv(tmp_path / "both.csv", ["fname", "summary"], [["d_0", "인사"], ["d_1", "작별"]])
     msg = _one_line_error("'summary'", both, empty_ref)
-    assert "emptyref.csv" in msg and "row 3" in msg
+    assert "emptyref.csv" in msg and "row 2 (fname 'd_1')" in msg
