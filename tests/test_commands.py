@@ -255,6 +255,22 @@ def test_predict_from_a_checkpoint_needs_no_training_file(tagged_model, tmp_path
     assert len(without) == 40 and without == with_train
 
 
+def test_serve_and_export_load_a_checkpoint_without_a_training_file(tagged_model, tmp_path, monkeypatch):
+    """load_checkpoint (serve, export) takes the tags from the checkpoint too: the #Manager# row exists."""
+    import torch
+
+    from lightning_summ.models.base import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    cli = run_cli(["--config", str(QUICKSTART), *TINY, "--data.train_path=null"], run=False)
+    load_checkpoint(cli.model, cli.datamodule, str(tagged_model["ckpt"]))
+    assert "#Manager#" in cli.model.processor.tags
+    saved = torch.load(tagged_model["ckpt"], weights_only=False)["state_dict"]
+    for name, value in cli.model.state_dict().items():
+        if name in saved:
+            assert torch.equal(value, saved[name]), name
+
+
 def test_fnames_with_spaces_come_back_exactly_in_the_submission(tagged_model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fnames = [" lead", "trail ", " both ", "plain"]

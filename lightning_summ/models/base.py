@@ -204,10 +204,12 @@ def load_checkpoint(model: SummarizerBase, datamodule, ckpt_path: Optional[str],
     """Outside a Trainer (export, serve): build ``model`` on ``device`` for ``precision`` with the
     training vocabulary (the DataModule fixes its processor's tags from the training file), then
     verify and load the checkpoint's weights; the one place that does this besides Lightning."""
+    checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
+    if checkpoint is not None:  # without a training file, its tags are the vocabulary (as for predict)
+        datamodule.use_checkpoint_tags((checkpoint.get("lightning_summ") or {}).get("tags"))
     datamodule.fit_processor()
     model.inference_device, model.inference_precision = device or torch.device("cpu"), precision
     model.configure_model()
-    if ckpt_path:
-        checkpoint = read_checkpoint(ckpt_path)
+    if checkpoint is not None:
         model.on_load_checkpoint(checkpoint)
         load_weights(model, checkpoint, model.strict_loading)
