@@ -15,11 +15,9 @@ from lightning_summ.pipeline.scores import mean_scores, score_file
 
 
 def api_args(api: dict, api_dir: Path) -> list[str]:
-    """predict's flags for the API config: runs and the response cache under the run directory
-    (before the user's overrides, which may point the cache elsewhere)."""
+    """predict's flags for the API config, its runs under the run directory."""
     return ["--config", api["config"], f"--trainer.logger.init_args.save_dir={api_dir}",
-            "--trainer.logger.init_args.name=api", f"--model.init_args.cache_dir={api_dir / 'cache'}",
-            *api["overrides"]]
+            "--trainer.logger.init_args.name=api", *api["overrides"]]
 
 
 def sample_rows(val_path: str, rows: int, seed: int, out: Path) -> int:
@@ -45,6 +43,8 @@ def api_stage(spec: dict, done: list[dict], run_dir: Path, tokenizer: str, multi
     val_path = probe.datamodule.val_path
     if not val_path:
         raise ConfigError(f"api.config {api['config']}: data.val_path is not set (the API's rows come from it)")
+    if probe.model.hparams.get("cache_dir") is None:  # not chosen by the config: the run directory keeps it
+        args.append(f"--model.init_args.cache_dir={api_dir / 'cache'}")
     del probe
     rows_csv = api_dir / "rows.csv"
     n = sample_rows(val_path, api["rows"], api["seed"], rows_csv)

@@ -94,7 +94,8 @@ def run_pipeline(spec: dict, config: str, restart: Optional[str]) -> dict:
     records = {}
     for member in spec["members"]:
         name = f"member:{member['name']}"
-        records[name] = stages.run(name, settings[name], lambda m=member: run_member(m, run_dir / "members" / m["name"]))
+        member_dir = run_dir / "members" / member["name"]
+        records[name] = stages.run(name, settings[name], lambda m=member, d=member_dir: run_member(m, d), outputs=member_dir)
     members = [{**m, **{k: records[f"member:{m['name']}"][k] for k in ("status", "result", "error")}}
                for m in spec["members"]]
     done = [m for m in members if m["status"] == "done"]

@@ -2,7 +2,7 @@
 
     output_dir: logs/pipeline-quickstart     # run directory: stages/, members/, report.{md,json}, plots/
     members:
-      - name: bart-a                         # unique, letters/digits/-/_
+      - name: bart-a                         # unique: letters, digits, '.', '-', '_'
         config: configs/quickstart.yaml      # a shipped or user config (relative to the working directory)
         overrides: ["--trainer.max_epochs=2"]  # any fit flags
         folds: 2                             # k-fold (cv) or null: one fit on train, scored on val
@@ -33,7 +33,7 @@ from lightning_summ.errors import ConfigError
 
 METHODS = ("mbr", "weighted", "soft_voting", "none")
 AUGMENTERS = ("speaker_swap", "filler_removal", "sentence_split", "synonym")
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder and a TensorBoard run name
 _TOP = ("output_dir", "members", "api", "ensemble", "tta", "references")
 
 
@@ -58,7 +58,7 @@ def _member(path: Path, i: int, raw) -> dict:
     raw = _keys(where, raw, ("name", "config", "overrides", "folds"))
     name, config = raw.get("name"), raw.get("config")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"{where}.name: expected letters, digits, '-' or '_', got {name!r}")
+        raise ConfigError(f"{where}.name: expected letters, digits, '.', '-' or '_' (a letter or digit first), got {name!r}")
     if not isinstance(config, str):
         raise ConfigError(f"{where}.config: expected a config path, got {config!r}")
     folds = raw.get("folds")

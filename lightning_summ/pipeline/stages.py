@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -49,9 +50,13 @@ class Stages:
             raise ConfigError(f"stage '{name}' finished with other settings ({self.dir / (name + '.json')}); "
                               f"rerun with --pipeline.restart {name} to redo it")
 
-    def run(self, name: str, settings, work: Callable[[], dict], inputs: Optional[list] = None) -> dict:
+    def run(self, name: str, settings, work: Callable[[], dict], inputs: Optional[list] = None,
+            outputs: Optional[Path] = None) -> dict:
         """The stage's record: the finished one, or a new one after running ``work`` (whose exception
-        is recorded as the stage's one-line failure). ``inputs``: the records the stage reads."""
+        is recorded as the stage's one-line failure). ``inputs``: the records the stage reads.
+        ``outputs``: the stage's folder, emptied before a restart or a run with other settings than
+        its last attempt's (a k-fold member would otherwise resume folds finished with the old
+        settings); kept after an interrupted attempt with the same settings, which resumes from it."""
         self.check(name, settings)
         done = self.record(name)
         inputs_print = fingerprint([identity(r) for r in inputs or []])
@@ -63,6 +68,10 @@ class Stages:
                                       "seconds": done.get("seconds", 0.0)})
                 return done
             say(f"pipeline: the stages stage {name} reads were redone since it finished; redoing it")
+        if outputs is not None and outputs.exists() and (
+                self.restart == name or (done and done["fingerprint"] != fingerprint(settings))):
+            say(f"pipeline: removing {outputs} before redoing stage {name}")
+            shutil.rmtree(outputs)
         start = time.time()
         say(f"pipeline: stage {name} ...")
         try:
