@@ -25,7 +25,7 @@ def _save(fig, path: Path) -> None:
     """Atomically: a crash never leaves a half-written PNG under the linked name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, format="png", dpi=110)
     os.replace(tmp, path)
 
 
@@ -35,7 +35,7 @@ def timeline_chart(timeline: list[dict], path: Path) -> bool:
         return False
     plt = _pyplot()
     t0 = min(t["start"] for t in stages)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(stages) + 1.2))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(stages) + 1.2), constrained_layout=True)
     for y, t in enumerate(stages):
         ax.barh(y, max(t["seconds"], 0.01), left=t["start"] - t0, color=COLORS.get(t["status"], "tab:blue"))
         note = {"skipped (done)": " (an earlier run; skipped now)", "failed": " FAILED"}.get(t["status"], "")
@@ -74,7 +74,8 @@ def score_chart(report: dict, path: Path) -> bool:
     if not panels:
         return False
     plt = _pyplot()
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), squeeze=False,
+                             constrained_layout=True)
     width = 0.8 / len(METRICS)
     for ax, (title, scores) in zip(axes[:, 0], panels):
         names = list(scores)
