@@ -23,6 +23,7 @@ from lightning_summ.commands import pipeline
 from lightning_summ.io import read_submission
 from lightning_summ.pipeline.report import score_cells
 from lightning_summ.pipeline.scores import mean_scores, score_file
+from test_readme import README, readme_commands
 
 KEY_ENV, KEY = "LS_PIPELINE_TEST_KEY", "sk-pipeline-test-key"
 
@@ -114,6 +115,13 @@ def check_tensorboard(report: dict, run) -> None:
         assert all(scalars[tag] == pytest.approx(value, rel=1e-6) for tag, value in want.items()), scalars
 
 
+def readme_pipeline_commands(spec) -> list[list[str]]:
+    """The README's ``lightning_summ pipeline`` commands, on the test's copy of the shipped YAML."""
+    commands = [c[2:] for c in readme_commands(README.read_text(encoding="utf-8")) if c[:2] == ["lightning_summ", "pipeline"]]
+    assert commands and all(c[:2] == ["--config", "configs/pipeline-quickstart.yaml"] for c in commands), commands
+    return [["--config", str(spec), *c[2:]] for c in commands]
+
+
 def test_shipped_quickstart_pipeline_with_a_served_api_baseline(tmp_path, monkeypatch):
     from lightning_summ.commands.lightning import run_cli
 
@@ -125,8 +133,9 @@ def test_shipped_quickstart_pipeline_with_a_served_api_baseline(tmp_path, monkey
     cli.trainer.save_checkpoint(ckpt)
     with lightning_summ_serve(ckpt, tmp_path) as (url, proc):
         spec = shipped_spec_with_api(tmp_path, url)
+        first, *later = readme_pipeline_commands(spec)  # the README's commands: run, then a restart
         wait_until_serving(url, proc)
-        report = pipeline.main(["--config", str(spec)])
+        report = pipeline.main(first)
     run = tmp_path / "run"
     assert report["status"] == "ok" and report == json.loads((run / "report.json").read_text())
     assert [(t["stage"], t["status"]) for t in report["timeline"]] == [
@@ -144,3 +153,9 @@ def test_shipped_quickstart_pipeline_with_a_served_api_baseline(tmp_path, monkey
     assert "Applied: **yes**" in markdown and "## API baseline" in markdown
     check_numbers(report, markdown, run)
     check_tensorboard(report, run)
+
+    submission = (run / "submission.csv").read_text()
+    assert later == [[*first, "--pipeline.restart", "tta"]]
+    report = pipeline.main(later[0])  # redoes TTA alone (seeded: the same file), skips the rest
+    assert [t["status"] for t in report["timeline"]] == ["skipped (done)"] * 4 + ["done"]
+    assert (run / "submission.csv").read_text() == submission
