@@ -72,7 +72,8 @@ def test_pipeline_runs_members_ensembles_reports_and_resumes(tmp_path, monkeypat
     assert single["parameters"]["total"] == single["parameters"]["trainable"] > 0
     assert single["score_of"] == "validation" and 0 <= single["scores"]["rouge_mean"] <= 100
     ensemble = report["ensemble"]["result"]
-    assert ensemble["method"] == "mbr" and len(ensemble["decodings"]) == 3 and sum(ensemble["chosen_from"].values()) == 40
+    assert ensemble["method"] == "mbr" and len(ensemble["decodings"]) == 3
+    assert sum(ensemble["chosen_from"].values()) == 40
     assert set(ensemble["scores"]) == {"folds", "single", "ensemble"}
     assert report["final"]["from"] == "ensemble" and not report["tta_applied"]
     assert (run / "submission.csv").read_text() == (run / "ensemble.csv").read_text()
@@ -134,7 +135,8 @@ def test_soft_voting_is_one_predict_over_the_best_members_folds(tmp_path, monkey
     ("output_dir: x\nmembers: [{name: a, config: c.yaml, folds: 1}]\n", "members[0].folds: expected null"),
     ("output_dir: x\nmembers: [{name: a, config: c.yaml}]\nensemble: {method: vote}\n", "ensemble.method"),
     ("output_dir: x\nmembers: [{name: a, config: c.yaml}, {name: a, config: d.yaml}]\n", "'a' is used twice"),
-    ("output_dir: x\nmembers: [{name: a, config: c.yaml}]\napi: {config: s.yaml, rows: 0}\n", "api.rows: expected an integer >= 1"),
+    ("output_dir: x\nmembers: [{name: a, config: c.yaml}]\napi: {config: s.yaml, rows: 0}\n",
+     "api.rows: expected an integer >= 1"),
     ("output_dir: x\nmembers: [{name: a, config: c.yaml}]\napi: {rows: 3}\n", "api.config: expected a config path"),
     ("output_dir: x\nmembers: [{name: a, config: c.yaml}]\ntta: {augmenters: [shout]}\n", "tta.augmenters"),
     ("output_dir: x\nmembers: [{name: a, config: c.yaml}]\ntta: {num_aug: 0}\n", "tta.num_aug"),
@@ -171,6 +173,7 @@ def test_shipped_pipeline_configs_parse_and_name_existing_configs(name):
     if name == "pipeline-competition.yaml":  # the original team's six-model plan, the API, an ensemble, TTA
         assert [m["config"] for m in spec["members"]] == [
             "configs/kobart.yaml", "configs/qwen3-4b-qlora.yaml", "configs/llama-3.2-korean-bllossom-3b-qlora.yaml",
-            "configs/polyglot-ko-12.8b-qlora.yaml", "configs/kullm-v2-12.8b-qlora.yaml", "configs/solar-10.7b-qlora.yaml"]
+            "configs/polyglot-ko-12.8b-qlora.yaml", "configs/kullm-v2-12.8b-qlora.yaml",
+            "configs/solar-10.7b-qlora.yaml"]
         assert spec["members"][0]["folds"] == 2 and spec["api"]["config"] == "configs/solar-api.yaml"
         assert spec["ensemble"]["method"] != "none" and spec["tta"]

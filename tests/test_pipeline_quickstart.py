@@ -86,11 +86,13 @@ def check_numbers(report: dict, markdown: str, run) -> None:
                 for name, m in members.items()} | {"ensemble": score_file(ens["output"], refs, tok, multi)}
     assert ens["scores"] == expected
     tta = report["tta"]["result"]
-    assert tta["scores"] == {"without TTA": expected["ensemble"], "with TTA": score_file(tta["output"], refs, tok, multi)}
+    assert tta["scores"] == {"without TTA": expected["ensemble"],
+                             "with TTA": score_file(tta["output"], refs, tok, multi)}
     api = report["api"]["result"]
     assert api["scores"] == score_file(api["submission"], api["rows_file"], tok, multi) and api["scores"]["n"] == 12
     for name, scores in api["members"].items():
-        assert {k: v for k, v in scores.items() if k != "submissions"} == mean_scores([score_file(p, api["rows_file"], tok, multi) for p in scores["submissions"]])
+        recomputed = mean_scores([score_file(p, api["rows_file"], tok, multi) for p in scores["submissions"]])
+        assert {k: v for k, v in scores.items() if k != "submissions"} == recomputed, name
     shown = [("ensemble", expected["ensemble"]), ("with TTA", tta["scores"]["with TTA"]),
              (f"API ({api['model']})", api["scores"])] + [(n, api["members"][n]) for n in members]
     for name, scores in shown + list(expected.items()):
@@ -117,7 +119,8 @@ def check_tensorboard(report: dict, run) -> None:
 
 def readme_pipeline_commands(spec) -> list[list[str]]:
     """The README's ``lightning_summ pipeline`` commands, on the test's copy of the shipped YAML."""
-    commands = [c[2:] for c in readme_commands(README.read_text(encoding="utf-8")) if c[:2] == ["lightning_summ", "pipeline"]]
+    commands = [c[2:] for c in readme_commands(README.read_text(encoding="utf-8"))
+                if c[:2] == ["lightning_summ", "pipeline"]]
     assert commands and all(c[:2] == ["--config", "configs/pipeline-quickstart.yaml"] for c in commands), commands
     return [["--config", str(spec), *c[2:]] for c in commands]
 
@@ -127,8 +130,8 @@ def test_shipped_quickstart_pipeline_with_a_served_api_baseline(tmp_path, monkey
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(KEY_ENV, KEY)
-    cli = run_cli(["fit", "--config", str(QUICKSTART), *TINY, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-                   "--trainer.limit_val_batches=1"])
+    cli = run_cli(["fit", "--config", str(QUICKSTART), *TINY, "--trainer.max_epochs=1",
+                   "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"])
     ckpt = str(tmp_path / "served.ckpt")
     cli.trainer.save_checkpoint(ckpt)
     with lightning_summ_serve(ckpt, tmp_path) as (url, proc):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from lightning_summ.commands._pipeline_members import predict
+from lightning_summ.errors import ConfigError
 from lightning_summ.io import read_candidates, read_submission, write_submission
 
 
@@ -34,6 +35,10 @@ def decodings(method: str, done: list[dict]) -> list[dict]:
         return {"label": label, "member": m, "ckpt": r["checkpoints"][i], "others": others, "weight": weight,
                 "plain": plain}
 
+    for m in done:
+        if "checkpoints" not in m["result"]:
+            raise ConfigError(f"member {m['name']}: its stage record is from an older lightning_summ (no checkpoints "
+                              f"listed); rerun with --pipeline.restart member:{m['name']}")
     if method in ("mbr", "weighted"):
         return [one(m, i, [], m["result"]["scores"]["rouge_mean"] if method == "weighted" else 1.0)
                 for m in done for i in range(len(m["result"]["checkpoints"]))]
@@ -87,7 +92,8 @@ def combine_into(method: str, decs: list[dict], files: list[dict], tokenizer: st
 
 
 def final_stage(spec: dict, done: list[dict], run_dir: Path, tokenizer: str, with_tta: bool) -> dict:
-    """The ensemble stage (``with_tta=False``: ``ensemble.csv``) or the TTA stage (``tta.csv``)."""
+    """The ensemble stage (``with_tta=False``: ``ensemble.csv``) or the TTA stage (``tta.csv``, compared
+    with the ensemble's file, so it needs the ensemble stage finished)."""
     if not done:
         raise RuntimeError("no member finished")
     method = spec["ensemble"]["method"]

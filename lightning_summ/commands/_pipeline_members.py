@@ -93,7 +93,8 @@ def _run_single(member: dict, args: list[str], member_dir: Path, info: dict) -> 
     speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {}
     val = predict(member, member_dir, ckpt, member_dir / "predict_val", [f"--data.predict_path={val_path}"])
     test = predict(member, member_dir, ckpt, member_dir / "predict_test")
-    scores = rouge_from_files(val["submission"], val_path, tokenizer=info["rouge_tokenizer"], multi_ref=info["multi_ref"])
+    scores = rouge_from_files(val["submission"], val_path, tokenizer=info["rouge_tokenizer"],
+                              multi_ref=info["multi_ref"])
     return {"kind": "single fit", "parameters": parameters(fit.model), "scores": {k: scores[k] for k in METRICS},
             "score_of": "validation", "checkpoints": [ckpt], "candidates": [test["candidates"]],
             "submissions": [test["submission"]],

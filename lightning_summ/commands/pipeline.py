@@ -60,13 +60,16 @@ def ensemble_work(spec, done, run_dir, tokenizer, multi_ref) -> dict:
     return result
 
 
-def tta_work(spec, done, run_dir, tokenizer, multi_ref) -> dict:
+def tta_work(spec, done, run_dir, tokenizer, multi_ref, ensemble: dict) -> dict:
     from lightning_summ.commands._pipeline_final import final_stage
 
+    if ensemble["status"] != "done":  # TTA's effect is measured against the ensemble's file of this run
+        raise RuntimeError("the ensemble stage did not finish, and TTA is compared with its file")
     result = final_stage(spec, done, run_dir, tokenizer, with_tta=True)
     if spec["references"]:
-        result["scores"] = {"without TTA": score_file(run_dir / "ensemble.csv", spec["references"], tokenizer, multi_ref),
-                            "with TTA": score_file(result["output"], spec["references"], tokenizer, multi_ref)}
+        refs = spec["references"]
+        result["scores"] = {"without TTA": score_file(run_dir / "ensemble.csv", refs, tokenizer, multi_ref),
+                            "with TTA": score_file(result["output"], refs, tokenizer, multi_ref)}
     return result
 
 
@@ -95,7 +98,8 @@ def run_pipeline(spec: dict, config: str, restart: Optional[str]) -> dict:
     for member in spec["members"]:
         name = f"member:{member['name']}"
         member_dir = run_dir / "members" / member["name"]
-        records[name] = stages.run(name, settings[name], lambda m=member, d=member_dir: run_member(m, d), outputs=member_dir)
+        records[name] = stages.run(name, settings[name], lambda m=member, d=member_dir: run_member(m, d),
+                                   outputs=member_dir)
     members = [{**m, **{k: records[f"member:{m['name']}"][k] for k in ("status", "result", "error")}}
                for m in spec["members"]]
     done = [m for m in members if m["status"] == "done"]
@@ -107,7 +111,8 @@ def run_pipeline(spec: dict, config: str, restart: Optional[str]) -> dict:
         records["api"] = stages.run("api", settings["api"], lambda: api_stage(*common), inputs)
     records["ensemble"] = stages.run("ensemble", settings["ensemble"], lambda: ensemble_work(*common), inputs)
     if spec["tta"]:
-        records["tta"] = stages.run("tta", settings["tta"], lambda: tta_work(*common), [*inputs, records["ensemble"]])
+        ensemble = records["ensemble"]
+        records["tta"] = stages.run("tta", settings["tta"], lambda: tta_work(*common, ensemble), [*inputs, ensemble])
     failed = any(r["status"] == "failed" for r in records.values())
     report = {"config": config, "status": "failed" if failed else "ok", "members": members,
               "api": records.get("api"), "ensemble": records["ensemble"], "tta": records.get("tta"),

@@ -32,9 +32,9 @@ def _member_rows(members: list[dict]) -> list[str]:
         p = r.get("parameters") or {}
         params = (f"{p['total']:,} ({p['trainable']:,})" if "total" in p
                   else f"{p['in_checkpoint']:,} in checkpoint" if p else "-")
-        rows.append(f"| {m['name']} | {m['status']} | {r.get('kind', '-')} | {params} | {_fmt(r.get('train_seconds'), 1)} "
-                    f"| {_fmt(r.get('samples_per_s'))} | {_fmt(r.get('peak_mem_gb'))} | {r.get('score_of', '-')} | "
-                    + score_cells(r.get("scores")))
+        cells = [m["name"], m["status"], r.get("kind", "-"), params, _fmt(r.get("train_seconds"), 1),
+                 _fmt(r.get("samples_per_s")), _fmt(r.get("peak_mem_gb")), r.get("score_of", "-")]
+        rows.append("| " + " | ".join(cells) + " | " + score_cells(r.get("scores")))
     return rows
 
 
@@ -89,9 +89,9 @@ def _tta_section(report: dict) -> list[str]:
         stats = [d.get("tta_stats", {}) for d in res["decodings"]]
         rows, picked = sum(s.get("rows", 0) for s in stats), sum(s.get("picked_augmented", 0) for s in stats)
         lines += [f"{res['tta']['num_aug']} augmented view(s) per dialogue ({', '.join(res['tta']['augmenters'])}) for "
-                  f"each of the {len(res['decodings'])} decoding(s); MBR over the views kept an augmented view's summary "
-                  f"in {picked} of {rows} decoded rows; the final submission differs from the one without TTA in "
-                  f"**{res['changed_rows']}** rows."]
+                  f"each of the {len(res['decodings'])} decoding(s); MBR over the views kept an augmented view's "
+                  f"summary in {picked} of {rows} decoded rows; the final submission differs from the one without "
+                  f"TTA in **{res['changed_rows']}** rows."]
         if res.get("scores"):
             lines += ["", f"On the references `{report['references']}`:", "",
                       "| final predictions " + SCORE_HEADER, "|---|---|---|---|---|"]
@@ -102,11 +102,13 @@ def _tta_section(report: dict) -> list[str]:
 
 def markdown(report: dict, plots: list[tuple[str, str]]) -> str:
     final = report.get("final")
+    final_text = (f"`{final['file']}` (from the {final['from']} stage; TTA applied: "
+                  f"{'yes' if final['tta_applied'] else 'no'})." if final else "none (no ensemble was written).")
     lines = [f"# Pipeline report: {report['config']}", "", f"Status: **{report['status']}**. Final submission: "
-             + (f"`{final['file']}` (from the {final['from']} stage; TTA applied: {'yes' if final['tta_applied'] else 'no'})."
-                if final else "none (no ensemble was written)."), "",
+             + final_text, "",
              "## Members", "", *_member_rows(report["members"]), "",
-             f"ROUGE ×100 with tokenizer `{report.get('rouge_tokenizer')}` (multi-reference `{report.get('multi_ref')}`); "
+             f"ROUGE ×100 with tokenizer `{report.get('rouge_tokenizer')}` "
+             f"(multi-reference `{report.get('multi_ref')}`); "
              "`scored on` says which rows (out-of-fold rows of the training file for k-fold members, the validation "
              "file for single fits).", ""]
     lines += _api_section(report.get("api")) + _ensemble_section(report["ensemble"], report.get("references"))

@@ -58,7 +58,8 @@ def _member(path: Path, i: int, raw) -> dict:
     raw = _keys(where, raw, ("name", "config", "overrides", "folds"))
     name, config = raw.get("name"), raw.get("config")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"{where}.name: expected letters, digits, '.', '-' or '_' (a letter or digit first), got {name!r}")
+        raise ConfigError(f"{where}.name: expected letters, digits, '.', '-' or '_' (a letter or digit first), "
+                          f"got {name!r}")
     if not isinstance(config, str):
         raise ConfigError(f"{where}.config: expected a config path, got {config!r}")
     folds = raw.get("folds")
@@ -79,7 +80,8 @@ def _api(path: Path, raw):
         return None
     raw = _keys(f"{path}: api", raw, ("config", "rows", "seed", "overrides"))
     if not isinstance(raw.get("config"), str):
-        raise ConfigError(f"{path}: api.config: expected a config path (an ApiSummarizer config), got {raw.get('config')!r}")
+        raise ConfigError(f"{path}: api.config: expected a config path (an ApiSummarizer config), "
+                          f"got {raw.get('config')!r}")
     return {"config": raw["config"], "rows": _positive_int(f"{path}: api.rows", raw.get("rows"), 1),
             "seed": _positive_int(f"{path}: api.seed", raw.get("seed", 0), 0),
             "overrides": _flags(f"{path}: api.overrides", raw.get("overrides"))}

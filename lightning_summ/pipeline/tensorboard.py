@@ -25,12 +25,15 @@ def runs(report: dict) -> list[tuple[str, dict, dict]]:
         r = m.get("result") or {}
         p = r.get("parameters") or {}
         hparams = {"member": m["name"], "kind": r.get("kind", "-"), "status": m["status"],
-                   "parameters": int(p.get("total", p.get("in_checkpoint", 0))), "train_seconds": float(r.get("train_seconds") or 0)}
-        out.append((m["name"], hparams, {**_metrics("own", r.get("scores")), **_metrics("references", refs.get(m["name"])),
-                                         **_metrics("api_rows", (api.get("members") or {}).get(m["name"]))}))
+                   "parameters": int(p.get("total", p.get("in_checkpoint", 0))),
+                   "train_seconds": float(r.get("train_seconds") or 0)}
+        metrics = {**_metrics("own", r.get("scores")), **_metrics("references", refs.get(m["name"])),
+                   **_metrics("api_rows", (api.get("members") or {}).get(m["name"]))}
+        out.append((m["name"], hparams, metrics))
     blank = {"status": "done", "parameters": 0, "train_seconds": 0.0}
     if ens:
-        out.append(("ensemble", {"member": "ensemble", "kind": ens["method"], **blank}, _metrics("references", refs.get("ensemble"))))
+        out.append(("ensemble", {"member": "ensemble", "kind": ens["method"], **blank},
+                    _metrics("references", refs.get("ensemble"))))
     tta = (report.get("tta") or {}).get("result") or {}
     if tta:
         out.append(("tta", {"member": "ensemble + TTA", "kind": ens.get("method", "-"), **blank},
