@@ -110,7 +110,7 @@ def test_pipeline_runs_members_ensembles_reports_and_resumes(tmp_path, monkeypat
     assert not (run / "members" / "single" / "old-run-marker").exists()
 
 
-def test_soft_voting_is_one_predict_over_the_best_members_folds(tmp_path, monkeypatch, capsys):
+def test_soft_voting_weighted_and_none_ensembles(tmp_path, monkeypatch, capsys):
     from lightning_summ.commands.lightning import run_cli
 
     monkeypatch.chdir(tmp_path)
@@ -128,6 +128,20 @@ def test_soft_voting_is_one_predict_over_the_best_members_folds(tmp_path, monkey
              f"--model.init_args.ensemble_checkpoints={json.dumps(ckpts[1:])}", f"--submission.output_path={direct}"])
     assert (tmp_path / "run" / "ensemble.csv").read_text() == direct.read_text()
     assert "(soft voting with 1 more checkpoints)" in (tmp_path / "run" / "report.md").read_text()
+
+    # weighted: every checkpoint votes with its member's own score; none: the best member's first checkpoint
+    from lightning_summ.io import read_submission
+
+    write_spec(spec, MEMBERS[:1], method="weighted")
+    report = run_report(spec, "--pipeline.restart", "ensemble")
+    own = report["members"][0]["result"]["scores"]["rouge_mean"]
+    assert [d["weight"] for d in report["ensemble"]["result"]["decodings"]] == [own, own]
+    assert sum(report["ensemble"]["result"]["chosen_from"].values()) == 40
+    write_spec(spec, MEMBERS[:1], method="none")
+    report = run_report(spec, "--pipeline.restart", "ensemble")
+    first = report["members"][0]["result"]["submissions"][0]
+    assert read_submission(tmp_path / "run" / "ensemble.csv") == read_submission(first)
+    assert report["ensemble"]["result"]["chosen_from"] == {"folds/0": 40}
 
 
 @pytest.mark.parametrize("text, message", [
