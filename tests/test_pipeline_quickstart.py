@@ -21,6 +21,7 @@ import yaml
 from conftest import CONFIGS, QUICKSTART, TINY
 from lightning_summ.commands import pipeline
 from lightning_summ.io import read_submission
+from lightning_summ.paths import resolve_path
 from lightning_summ.pipeline.report import score_cells
 from lightning_summ.pipeline.scores import mean_scores, score_file
 from test_readme import README, readme_commands
@@ -145,6 +146,9 @@ def test_shipped_quickstart_pipeline_with_a_served_api_baseline(tmp_path, monkey
         ("member:bart-2fold", "done"), ("member:bart-single", "done"), ("api", "done"), ("ensemble", "done"),
         ("tta", "done")]
     assert report["ensemble"]["result"]["method"] == "mbr" and report["tta_applied"] is True
+    # `references: predict_path` scored the file the members predicted: the quickstart's data.predict_path
+    predict_path = yaml.safe_load(QUICKSTART.read_text(encoding="utf-8"))["data"]["predict_path"]
+    assert report["references"] == resolve_path(predict_path)
     usage = report["api"]["result"]["usage"]
     assert usage["requests"] == 12 and usage["completion_tokens"] > 0  # answered by the server, not a cache
     assert all(read_submission(report["api"]["result"]["submission"]).values())

@@ -57,7 +57,7 @@ def run_member(member: dict, member_dir: Path) -> dict:
     if not probe.datamodule.predict_path:
         raise ConfigError(f"member {member['name']}: data.predict_path is not set (the pipeline predicts it)")
     info = {"rouge_tokenizer": probe.model.evaluation.rouge_tokenizer,
-            "multi_ref": probe.model.evaluation.multi_ref}
+            "multi_ref": probe.model.evaluation.multi_ref, "predict_path": probe.datamodule.predict_path}
     del probe
     start = time.time()
     scored = _run_folds(member, args) if member["folds"] else _run_single(member, args, member_dir, info)

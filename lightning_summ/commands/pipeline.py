@@ -106,6 +106,8 @@ def run_pipeline(spec: dict, config: str, restart: Optional[str]) -> dict:
     inputs = [records[f"member:{m['name']}"] for m in done]
     tokenizer = done[0]["result"]["rouge_tokenizer"] if done else "morpheme"
     multi_ref = done[0]["result"]["multi_ref"] if done else "mean"
+    if spec["references"] == "predict_path":  # the file the members predicted (the stage settings keep the word)
+        spec = {**spec, "references": done[0]["result"].get("predict_path") if done else None}
     common = (spec, done, run_dir, tokenizer, multi_ref)
     if spec["api"]:
         records["api"] = stages.run("api", settings["api"], lambda: api_stage(*common), inputs)

@@ -13,7 +13,8 @@
       overrides: []                          # any predict flags for the API config
     ensemble: {method: mbr}                  # mbr | weighted | soft_voting | none
     tta: {num_aug: 2, augmenters: [speaker_swap, filler_removal]}   # or false (the default): no TTA
-    references: pkg://sample_data/test.csv   # optional: score members, ensemble and TTA on the predict file
+    references: pkg://sample_data/test.csv   # optional: score members, ensemble and TTA on the predict file;
+                                             # `predict_path`: the members' data.predict_path itself (it has summaries)
 
 Ensemble methods: ``mbr`` and ``weighted`` combine the candidates of every checkpoint of every member
 (weighted: each member's weight is its out-of-fold or validation ``rouge_mean``); ``soft_voting`` decodes
