@@ -56,6 +56,8 @@ def why_skipped(words: list[str]) -> Optional[str]:
                 "tensorboard": "a long-running viewer", "export": "shell set-up for the API"}[words[0]]
     if words[1] == "serve":
         return "a server that runs until stopped (tests/test_api.py starts it)"
+    if words[1] == "pipeline":
+        return "the whole pipeline (a minute): tests/test_pipeline_quickstart.py runs these commands"
     config = words[words.index("--config") + 1] if "--config" in words else None
     if config == "configs/solar-api.yaml" and "dry_run" not in line:
         return "a network API and its key (tests/test_api.py runs it against a local server)"

@@ -2,12 +2,16 @@
 
     lightning_summ pipeline --config configs/pipeline-quickstart.yaml [--pipeline.restart STAGE]
 
-Runs every member of the pipeline YAML (one fit, or k folds through ``cv``), then the ensemble
-(``mbr`` or ``weighted`` over the members' candidates of the predict file, or ``none``), and writes
-``report.json`` and ``report.md`` into ``output_dir``. A failing member is recorded with its one-line
-cause and the others continue; the exit code is 1 when anything failed. Rerunning skips finished
-stages (``member:<name>``, ``ensemble``); a finished stage whose settings changed is refused unless
-``--pipeline.restart <stage>`` redoes it. See ``lightning_summ/pipeline/spec.py`` for the YAML.
+Runs every member of the pipeline YAML (one fit, or k folds through ``cv``), the optional API
+baseline on a sample of validation rows (and every member on the same rows), the ensemble (``mbr``,
+``weighted``, ``soft_voting`` or ``none``) of the members' predictions of the predict file, and
+optionally the same decodings with test-time augmentation; the final ``submission.csv`` is the TTA
+file when TTA is on, else the ensemble's. Writes ``report.md`` (tables, linked PNG charts),
+``report.json`` and TensorBoard hparams (one run per member) into ``output_dir``. A failing stage is
+recorded with its one-line cause and the others continue; the exit code is 1 when anything failed.
+Rerunning skips finished stages (``member:<name>``, ``api``, ``ensemble``, ``tta``); a finished stage
+whose settings changed is refused unless ``--pipeline.restart <stage>`` redoes it, and the stages that
+read a redone stage are redone with it. See ``lightning_summ/pipeline/spec.py`` for the YAML.
 """
 
 from __future__ import annotations
@@ -18,77 +22,105 @@ from typing import Optional
 
 from lightning_summ.commands._args import verb_parser
 from lightning_summ.console import say
-from lightning_summ.io import write_submission
-from lightning_summ.paths import resolve_path
+from lightning_summ.errors import ConfigError
+from lightning_summ.io import read_submission, write_submission
 from lightning_summ.pipeline.report import write_report
+from lightning_summ.pipeline.scores import mean_scores, score_file
 from lightning_summ.pipeline.spec import load_spec
 from lightning_summ.pipeline.stages import Stages
 
 
-def pipeline_options(config: str, restart: Optional[str] = None) -> dict:
-    """Options of ``pipeline``.
-
-    Args:
-        config: the pipeline YAML (members, ensemble, references, output_dir).
-        restart: a finished stage to redo (``member:<name>`` or ``ensemble``).
-    """
-    return {"config": config, "restart": restart}
-
-
-def ensemble_stage(spec: dict, members: list[dict], run_dir: Path) -> dict:
-    from lightning_summ.commands.ensemble import combine
-    from lightning_summ.io import read_candidates
-
-    done = [m for m in members if m["status"] == "done"]
-    if not done:
-        raise RuntimeError("no member finished")
-    inputs = [(m, path) for m in done for path in m["result"]["candidates"]]
-    tokenizer = done[0]["result"]["rouge_tokenizer"]
-    weights = [m["result"]["scores"]["rouge_mean"] if spec["ensemble"]["method"] == "weighted" else 1.0
-               for m, _ in inputs]
-    chosen = combine([read_candidates(p) for _, p in inputs], [p for _, p in inputs], spec["ensemble"]["method"],
-                     weights, tokenizer)
-    out = run_dir / "ensemble.csv"
-    write_submission(out, ((c["fname"], c["summary"]) for c in chosen))
-    chosen_from: dict[str, int] = {}
-    for c in chosen:
-        chosen_from[c["member"]] = chosen_from.get(c["member"], 0) + 1
-    return {"method": spec["ensemble"]["method"], "inputs": [p for _, p in inputs], "output": str(out),
-            "chosen_from": chosen_from, "scores": score_on_references(spec, done, out, tokenizer)}
+def stage_settings(spec: dict) -> dict:
+    """Each stage's settings, as the YAML states them (known before anything runs, so a changed one
+    is refused up front)."""
+    settings = {f"member:{m['name']}": m for m in spec["members"]}
+    if spec["api"]:
+        settings["api"] = spec["api"]
+    settings["ensemble"] = {"ensemble": spec["ensemble"], "references": spec["references"]}
+    if spec["tta"]:
+        settings["tta"] = {"tta": spec["tta"], "ensemble": spec["ensemble"], "references": spec["references"]}
+    return settings
 
 
-def score_on_references(spec: dict, done: list[dict], ensemble_csv: Path, tokenizer: str) -> Optional[dict]:
-    """rouge_mean on the references file of each member's first submission and of the ensemble."""
+def reference_scores(spec: dict, done: list[dict], ensemble_csv: Path, tokenizer: str, multi_ref: str):
+    """Each member (mean over its checkpoints' predictions) and the ensemble on the references file."""
     if not spec["references"]:
         return None
-    from lightning_summ.metrics.rouge import rouge_from_files
+    refs = spec["references"]
+    scores = {m["name"]: mean_scores([score_file(p, refs, tokenizer, multi_ref) for p in m["result"]["submissions"]])
+              for m in done}
+    return scores | {"ensemble": score_file(ensemble_csv, refs, tokenizer, multi_ref)}
 
-    refs = resolve_path(spec["references"])
-    files = {m["name"]: m["result"]["submissions"][0] for m in done} | {"ensemble": str(ensemble_csv)}
-    return {name: rouge_from_files(path, refs, tokenizer=tokenizer)["rouge_mean"] for name, path in files.items()}
+
+def ensemble_work(spec, done, run_dir, tokenizer, multi_ref) -> dict:
+    from lightning_summ.commands._pipeline_final import final_stage
+
+    result = final_stage(spec, done, run_dir, tokenizer, with_tta=False)
+    result["scores"] = reference_scores(spec, done, Path(result["output"]), tokenizer, multi_ref)
+    return result
+
+
+def tta_work(spec, done, run_dir, tokenizer, multi_ref, ensemble: dict) -> dict:
+    from lightning_summ.commands._pipeline_final import final_stage
+
+    if ensemble["status"] != "done":  # TTA's effect is measured against the ensemble's file of this run
+        raise RuntimeError("the ensemble stage did not finish, and TTA is compared with its file")
+    result = final_stage(spec, done, run_dir, tokenizer, with_tta=True)
+    if spec["references"]:
+        refs = spec["references"]
+        result["scores"] = {"without TTA": score_file(run_dir / "ensemble.csv", refs, tokenizer, multi_ref),
+                            "with TTA": score_file(result["output"], refs, tokenizer, multi_ref)}
+    return result
+
+
+def final_submission(run_dir: Path, ensemble: dict, tta: Optional[dict]) -> Optional[dict]:
+    """``submission.csv``: the TTA file when TTA ran, else the ensemble's."""
+    source = tta if tta and tta["status"] == "done" else ensemble if ensemble["status"] == "done" else None
+    if source is None:
+        return None
+    out = run_dir / "submission.csv"
+    write_submission(out, read_submission(source["result"]["output"]).items())
+    return {"file": str(out), "from": source["stage"], "tta_applied": source["stage"] == "tta"}
 
 
 def run_pipeline(spec: dict, config: str, restart: Optional[str]) -> dict:
+    from lightning_summ.commands._pipeline_api import api_stage
     from lightning_summ.commands._pipeline_members import run_member
 
     run_dir = Path(spec["output_dir"])
+    settings = stage_settings(spec)
+    if restart is not None and restart not in settings:
+        raise ConfigError(f"--pipeline.restart: no stage '{restart}' in {config} (stages: {', '.join(settings)})")
     stages = Stages(run_dir, restart)
-    for member in spec["members"]:  # refuse a changed finished stage before running anything
-        stages.check(f"member:{member['name']}", member)
-    members = []
+    for name, value in settings.items():  # refuse a changed finished stage before running anything
+        stages.check(name, value)
+    records = {}
     for member in spec["members"]:
-        name = member["name"]
-        record = stages.run(f"member:{name}", member, lambda m=member: run_member(m, run_dir / "members" / m["name"]))
-        members.append({"name": name, **{k: record[k] for k in ("status", "result", "error")}})
-    ensemble = None
-    if spec["ensemble"]["method"] != "none":
-        settings = {"ensemble": spec["ensemble"], "references": spec["references"],
-                    "members": [m["name"] for m in members if m["status"] == "done"]}
-        ensemble = stages.run("ensemble", settings, lambda: ensemble_stage(spec, members, run_dir))
-    failed = any(m["status"] == "failed" for m in members) or bool(ensemble and ensemble["status"] == "failed")
+        name = f"member:{member['name']}"
+        member_dir = run_dir / "members" / member["name"]
+        records[name] = stages.run(name, settings[name], lambda m=member, d=member_dir: run_member(m, d),
+                                   outputs=member_dir)
+    members = [{**m, **{k: records[f"member:{m['name']}"][k] for k in ("status", "result", "error")}}
+               for m in spec["members"]]
     done = [m for m in members if m["status"] == "done"]
-    report = {"config": config, "status": "failed" if failed else "ok", "members": members, "ensemble": ensemble,
-              "rouge_tokenizer": done[0]["result"]["rouge_tokenizer"] if done else None,
+    inputs = [records[f"member:{m['name']}"] for m in done]
+    tokenizer = done[0]["result"]["rouge_tokenizer"] if done else "morpheme"
+    multi_ref = done[0]["result"]["multi_ref"] if done else "mean"
+    if spec["references"] == "predict_path":  # the file the members predicted (the stage settings keep the word)
+        spec = {**spec, "references": done[0]["result"].get("predict_path") if done else None}
+    common = (spec, done, run_dir, tokenizer, multi_ref)
+    if spec["api"]:
+        records["api"] = stages.run("api", settings["api"], lambda: api_stage(*common), inputs)
+    records["ensemble"] = stages.run("ensemble", settings["ensemble"], lambda: ensemble_work(*common), inputs)
+    if spec["tta"]:
+        ensemble = records["ensemble"]
+        records["tta"] = stages.run("tta", settings["tta"], lambda: tta_work(*common, ensemble), [*inputs, ensemble])
+    failed = any(r["status"] == "failed" for r in records.values())
+    report = {"config": config, "status": "failed" if failed else "ok", "members": members,
+              "api": records.get("api"), "ensemble": records["ensemble"], "tta": records.get("tta"),
+              "final": final_submission(run_dir, records["ensemble"], records.get("tta")),
+              "tta_applied": bool(records.get("tta") and records["tta"]["status"] == "done"),
+              "rouge_tokenizer": tokenizer, "multi_ref": multi_ref, "references": spec["references"],
               "timeline": stages.timeline}
     write_report(run_dir, report)
     say(f"pipeline: {report['status']}; report: {run_dir / 'report.md'}")
@@ -99,7 +131,7 @@ def main(args: list[str]) -> dict:
     parser = verb_parser("pipeline", __doc__)
     parser.add_argument("--config", type=str, required=True, help="the pipeline YAML")
     parser.add_argument("--pipeline.restart", type=Optional[str], default=None,
-                        help="a finished stage to redo: member:<name> or ensemble")
+                        help="a finished stage to redo: member:<name>, api, ensemble or tta")
     options = parser.parse_args(args)
     spec = load_spec(options.config)
     report = run_pipeline(spec, options.config, options.pipeline.restart)
