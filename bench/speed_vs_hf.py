@@ -126,6 +126,14 @@ def with_rates(result: dict, flops_per_sample: float) -> dict:
     return result
 
 
+def with_token_rates(result: dict, flops_per_token: float) -> dict:
+    """``with_rates`` with the FLOPs of the tokens measured (training rows of varying size)."""
+    result = with_rates(result, 0.0)
+    result["tflops"] = round(result["tokens_per_s"] * flops_per_token / 1e12, 1)
+    result["mfu"] = round(result["tflops"] / PEAK_TFLOPS, 4)
+    return result
+
+
 def same_texts(ours: dict, hf: dict) -> str:
     mine = list(read_submission(ours["predictions"]).values())
     equal = sum(a == b for a, b in zip(mine, hf["texts"]))
@@ -197,10 +205,11 @@ def kobart(args, report: Report) -> None:
     if "train" in args.kobart_parts:
         attempt(report, "1 KoBART fine-tuning", f"batch {args.batch_size}, bf16, mean of {args.rounds} rounds",
                 train_and_keep)
-    for name in args.seq2seq_options if "train" in args.kobart_parts else ():
+    for name in args.seq2seq_options:
         def train_with(options=tuple(seq2seq_options(args)[name])) -> dict:
             ours = with_rates(ours_side.seq2seq(args, "train", args.batch_size, options=options), train_flops)
-            return {"ours": ours, "hf": hf_mean, "ratio": round(ours["samples_per_s"] / hf_mean["samples_per_s"], 2)}
+            ratio = round(ours["samples_per_s"] / hf_mean["samples_per_s"], 2) if hf_mean else None  # no HF row
+            return {"ours": ours, "hf": hf_mean, "ratio": ratio}
         attempt(report, "1 KoBART fine-tuning", f"ours + {name} ({' '.join(seq2seq_options(args)[name])}); "
                 f"HF batch {args.batch_size} as above", train_with)
 
@@ -268,19 +277,24 @@ def causal_train(args, report: Report) -> None:
     n = sum(linear_params(spec, {"all": ()}).values())
     for name in args.variants:
         settings = causal_settings(CAUSAL_CONFIGS[name])
-        # LoRA on a frozen base: forward 2N + input gradients 2N per token (recomputation not counted)
-        flops = 4 * n * causal_tokens(args, settings, False, args.data)
+        # LoRA on a frozen base: forward 2N + input gradients 2N per token (recomputation not counted).
+        # MFU from the real tokens each side processed per second: a token-budget batch does not
+        # hold the dataset's mean example, so samples/s x mean FLOPs per sample would be off.
+        per_token = 4 * n
         batch = settings["batch_size"]
 
         hf_runs = {}
 
         def train(option: str = "", flatten: bool = False) -> dict:
             if flatten not in hf_runs:
-                hf_runs[flatten] = with_rates(hf_side.causal_train(args, settings, batch, flatten=flatten), flops)
+                hf_runs[flatten] = with_token_rates(hf_side.causal_train(args, settings, batch, flatten=flatten),
+                                                    per_token)
             hf = hf_runs[flatten]
-            ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", batch, accumulate=settings["accumulate"],
-                                    options=tuple(causal_options(args)[option]) if option else ())
-            ours = with_rates(ours, flops)
+            options = tuple(causal_options(args)[option]) if option else ()
+            ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", batch, options=options,
+                                    accumulate=1 if "--trainer.accumulate_grad_batches=1" in options
+                                    else settings["accumulate"])  # warm-up and timed steps counted in optimizer steps
+            ours = with_token_rates(ours, per_token)
             return {"ours": ours, "hf": hf, "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2)}
 
         workload = f"3 Qwen3-4B {name} fine-tuning"
@@ -384,6 +398,8 @@ def main() -> None:
     parser.add_argument("--hf_flatten", action="store_true", help="causal-train: a row of HF with DataCollatorWithFlattening")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a CPU smoke test of the script")
     args = parser.parse_args()
+    if args.seq2seq_options and "train" not in args.kobart_parts:
+        parser.error("--seq2seq_options are training rows: add train to --kobart_parts")
     if args.group == "quality":
         for variant in args.quality_variants:
             try:

@@ -49,7 +49,9 @@ def load_module(cli_args: list[str], ckpt_path: Optional[str]):
         raise ConfigError(f"serve runs a trained model (Seq2SeqSummarizer, CausalLMSummarizer), not a "
                           f"{type(module).__name__}")
     load_checkpoint(module, cli.datamodule, ckpt_path, device=device, precision=str(cli.trainer.precision))
-    return module.to(device).eval()
+    module = module.to(device).eval()
+    module.enter_inference_weights()  # merged adapters / dequantized base, as predict's hooks do
+    return module
 
 
 def main(args: list[str]) -> None:

@@ -91,6 +91,13 @@ class SummarizerBase(SummaryEvaluationModule):
             return torch.autocast(device.type, dtype=torch.bfloat16 if precision.startswith("bf16") else torch.float16)
         return nullcontext()
 
+    def enter_inference_weights(self) -> None:
+        """Inference-only weights (merged adapters, a dequantized base) where a family has them; the
+        predict/test/validate hooks call it, and ``serve``, which runs none of them."""
+
+    def leave_inference_weights(self) -> None:
+        """Undo :meth:`enter_inference_weights`."""
+
     def configure_model(self) -> None:
         if self.model is not None:
             return

@@ -79,9 +79,10 @@ class CausalLMSummarizer(SummarizerBase):
             soft voting (validate/test/predict; each member loads its own copy of the base model).
         compile: ``torch.compile`` each transformer block for training steps (regional compilation,
             see ``lightning_summ.models.compilation``): ``true`` (inductor) or a backend's name
-            (``cudagraphs``, ``aot_eager``...); validation and generation stay eager. The
-            first steps pay the compile (seconds per block class; ``SpeedMonitor`` reports the first
-            batch apart); the same loss and gradients up to fp rounding.
+            (``cudagraphs``, ``aot_eager``...); validation and generation stay eager. The first
+            step pays the compile, and each new batch shape may recompile (shapes become dynamic
+            after the second): it pays when batch shapes are few (``pad_to_multiple_of``, packing
+            with a token budget). The same loss and gradients up to fp rounding.
     """
 
     def __init__(
@@ -131,8 +132,8 @@ class CausalLMSummarizer(SummarizerBase):
         self.lora, self.quantization = lora, quantization
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags
         self.loss_chunk_size, self.merge_adapters_for_inference = loss_chunk_size, merge_adapters_for_inference
-        self._merged = False
-        self._dequantized = DequantizedBase()  # quantization.dequantize_for_inference
+        self._merged: list[torch.nn.Module] = []  # networks with merged adapters (merge_adapters_for_inference)
+        self._dequantized: list[DequantizedBase] = []  # quantization.dequantize_for_inference
         self.device_map, self.max_memory, self.offload_folder = device_map, max_memory, offload_folder
         self.strict_loading = False  # checkpoints hold only the trainable (adapter) weights
         self.save_hyperparameters()
@@ -211,20 +212,37 @@ class CausalLMSummarizer(SummarizerBase):
         return lm.base_model, lm.get_output_embeddings()
 
     # -- inference weights: merged adapters, dequantized base (validate/test/predict outside fit) --
+    def enter_inference_weights(self) -> None:
+        """Merge the adapters / dequantize the 4-bit base of the model and of every soft-voting
+        member, as the settings ask (each dequantization checks the memory left after the last)."""
+        for network in (self.model, *self.members):
+            if self.merge_adapters_for_inference and network not in self._merged:
+                network.merge_adapter()
+                self._merged.append(network)
+        if self.quantization is not None and self.quantization.dequantize_for_inference and not self._dequantized:
+            for network in (self.model, *self.members):
+                swap = DequantizedBase()
+                swap.apply(network)
+                self._dequantized.append(swap)
+
+    def leave_inference_weights(self) -> None:
+        for network in self._merged:
+            network.unmerge_adapter()
+        self._merged.clear()
+        for swap in self._dequantized:
+            swap.restore()
+        self._dequantized.clear()
+
     def _enter_inference_weights(self) -> None:
-        if self.trainer.state.fn == "fit":
-            return
-        if self.merge_adapters_for_inference and not self._merged:
-            self.model.merge_adapter()
-            self._merged = True
-        if self.quantization is not None and self.quantization.dequantize_for_inference:
-            self._dequantized.apply(self.model)
+        if self.trainer.state.fn != "fit":  # never during fit: merging would drift, the copy costs memory
+            self.enter_inference_weights()
 
     def _leave_inference_weights(self) -> None:
-        if self._merged:
-            self.model.unmerge_adapter()
-            self._merged = False
-        self._dequantized.restore()
+        self.leave_inference_weights()
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.leave_inference_weights()  # a stage that failed before its end hook left them in place
 
     def on_validation_start(self) -> None:
         super().on_validation_start()

@@ -28,9 +28,10 @@ def compile_backend(setting: Union[bool, str]) -> Optional[str]:
     if setting is False:
         return None
     backend = "inductor" if setting is True else setting
-    if backend not in torch._dynamo.list_backends(exclude_tags=()):
-        raise ConfigError(f"model.compile must be true, false or a torch.compile backend "
-                          f"({', '.join(torch._dynamo.list_backends())}), got {setting!r}")
+    known = torch._dynamo.list_backends(exclude_tags=())  # debugging backends (aot_eager...) included
+    if backend not in known:
+        raise ConfigError(f"model.compile must be true, false or a torch.compile backend ({', '.join(known)}), "
+                          f"got {setting!r}")
     return backend
 
 

@@ -1,23 +1,35 @@
 """``quantization.dequantize_for_inference``: QLoRA decoding on a dequantized copy of the base.
 
-A 4-bit base layer dequantizes its weight again for every matmul; decoding does hundreds of small
-matmuls per token, so that dequantisation is most of a QLoRA model's generation time (QLoRA
-generation was only 1.07x HF on the H200, against 2-4x for bf16 models). For validate/test/predict
-outside ``fit``, every ``bitsandbytes`` 4-bit linear is replaced by a plain linear holding its
-dequantized weight in the compute dtype (the same values the 4-bit matmul computes with, so the
-same outputs up to the matmul's rounding), if the free GPU memory holds those copies; the LoRA
-layers around them are untouched. The 4-bit layers are put back when the stage ends.
+A 4-bit base layer dequantizes its weight again for every matmul, and decoding runs hundreds of
+small matmuls per token; QLoRA generation measured only 1.07x HF on the H200, against 1.6-2.8x for
+bf16 models, which points at that per-matmul work (the gain of this option is not measured yet).
+For validate/test/predict outside ``fit`` (and ``serve``), every ``bitsandbytes`` 4-bit linear is
+replaced by a linear holding its weight dequantized into the compute dtype — the values the 4-bit
+matmul computes with, so the same outputs up to the matmul's rounding — if the free GPU memory of
+each device holds its copies; the LoRA layers around them are untouched. The 4-bit layers are put
+back when the stage ends.
 """
 
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
+from typing import Optional
 
 import torch
 
 from lightning_summ.console import say
 
-MARGIN_BYTES = 2 << 30  # left free for activations and the key/value cache
+MARGIN_BYTES = 2 << 30  # left free on each device for activations and the key/value cache
+
+
+class DequantizedLinear(torch.nn.Linear):
+    """A 4-bit linear's weight in its compute dtype, with the 4-bit layer's casts: the input is
+    computed in that dtype and the output returned in the input's dtype (as ``Linear4bit`` does),
+    so the layer works with or without autocast."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.to(self.weight.dtype)).to(x.dtype)
 
 
 def four_bit_linears(network: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Module]]:
@@ -28,21 +40,47 @@ def four_bit_linears(network: torch.nn.Module) -> list[tuple[torch.nn.Module, st
             if isinstance(child, bnb.nn.Linear4bit)]
 
 
-def dequantized_copy(layer: torch.nn.Module) -> torch.nn.Linear:
+def _compute_dtype(layer: torch.nn.Module) -> torch.dtype:
+    return layer.compute_dtype or torch.float32
+
+
+def dequantized_copy(layer: torch.nn.Module) -> DequantizedLinear:
     from bitsandbytes.functional import dequantize_4bit
 
-    dtype = layer.compute_dtype or torch.float32
+    dtype = _compute_dtype(layer)
     # dequantized straight into the compute dtype, as the 4-bit matmul does (not into the dtype the
     # weights were loaded in, whose rounding the matmul never applies)
     state = copy.copy(layer.weight.quant_state)
     state.dtype = dtype
     weight = dequantize_4bit(layer.weight.data, state)
-    linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
-                             device=weight.device, dtype=dtype)
+    linear = DequantizedLinear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                               device=weight.device, dtype=dtype)
     linear.weight = torch.nn.Parameter(weight, requires_grad=False)
     if layer.bias is not None:
         linear.bias = torch.nn.Parameter(layer.bias.detach().to(dtype), requires_grad=False)
     return linear
+
+
+def free_bytes(device: torch.device) -> Optional[int]:
+    """Memory a new tensor can get on ``device``: free plus what PyTorch's cache holds unused; None = no limit known."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def _too_big(layers) -> Optional[str]:
+    """Why the copies do not fit (the first device short of memory), or None."""
+    needed: dict[torch.device, int] = defaultdict(int)
+    for _, _, layer in layers:
+        itemsize = torch.empty((), dtype=_compute_dtype(layer)).element_size()
+        needed[layer.weight.device] += layer.in_features * layer.out_features * itemsize
+    for device, size in needed.items():
+        free = free_bytes(device)
+        if free is not None and size + MARGIN_BYTES > free:
+            return (f"the dequantized base needs {size / 2**30:.1f} GiB on {device} (+ {MARGIN_BYTES >> 30} GiB "
+                    f"margin), {free / 2**30:.1f} GiB are free")
+    return None
 
 
 class DequantizedBase:
@@ -56,28 +94,26 @@ class DequantizedBase:
         return bool(self._swapped)
 
     def apply(self, network: torch.nn.Module) -> bool:
-        """Dequantize when the copies fit in the free memory of the layers' device; False if they do not."""
+        """Dequantize when the copies fit in the free memory of each layer's device; False if they do not."""
         layers = four_bit_linears(network)
         if not layers or self.active:
             return self.active
         if any(getattr(layer.weight.quant_state, "packing_format_for_cpu", False) for _, _, layer in layers):
             # bitsandbytes' CPU inference kernel has repacked these weights in a layout of its own
-            say("quantization.dequantize_for_inference: the 4-bit weights are in bitsandbytes' CPU inference "
-                "layout: decoding with the 4-bit base")
-            return False
-        device = layers[0][2].weight.device
-        itemsize = torch.empty((), dtype=layers[0][2].compute_dtype or torch.float32).element_size()
-        needed = sum(layer.in_features * layer.out_features * itemsize for _, _, layer in layers)
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if needed + MARGIN_BYTES > free:
-                say(f"quantization.dequantize_for_inference: the dequantized base needs {needed / 2**30:.1f} GiB "
-                    f"(+ {MARGIN_BYTES >> 30} GiB margin), {free / 2**30:.1f} GiB are free: decoding with the 4-bit base")
-                return False
-        for parent, name, layer in layers:
-            setattr(parent, name, dequantized_copy(layer))
+            return self._decline("the 4-bit weights are in bitsandbytes' CPU inference layout")
+        reason = _too_big(layers)
+        if reason:
+            return self._decline(reason)
+        copies = [dequantized_copy(layer) for _, _, layer in layers]  # all made before any swap (an OOM swaps none)
+        for (parent, name, layer), linear in zip(layers, copies):
+            setattr(parent, name, linear)
             self._swapped.append((parent, name, layer))
         return True
+
+    @staticmethod
+    def _decline(reason: str) -> bool:
+        say(f"quantization.dequantize_for_inference: {reason}: decoding with the 4-bit base")
+        return False
 
     def restore(self) -> None:
         for parent, name, layer in self._swapped:

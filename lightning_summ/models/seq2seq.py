@@ -37,9 +37,10 @@ class Seq2SeqSummarizer(SummarizerBase):
             log-probabilities (validate/test/predict only; the ``--ckpt_path`` model is the first member).
         compile: ``torch.compile`` each transformer block for training steps (regional compilation,
             see ``lightning_summ.models.compilation``): ``true`` (inductor) or a backend's name
-            (``cudagraphs``, ``aot_eager``...); validation and generation stay eager. The
-            first steps pay the compile (seconds per block class; ``SpeedMonitor`` reports the first
-            batch apart); the same loss and gradients up to fp rounding.
+            (``cudagraphs``, ``aot_eager``...); validation and generation stay eager. The first
+            step pays the compile, and each new batch shape may recompile (shapes become dynamic
+            after the second): it pays when batch shapes are few (``pad_to_multiple_of``, packing
+            with a token budget). The same loss and gradients up to fp rounding.
     """
 
     def __init__(

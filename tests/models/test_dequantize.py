@@ -3,6 +3,8 @@ during validate/test/predict only, with the 4-bit model's outputs."""
 
 from __future__ import annotations
 
+import contextlib
+
 import bitsandbytes as bnb
 import pytest
 import torch
@@ -11,7 +13,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.causal import CausalLMSummarizer
-from lightning_summ.models.dequantize import DequantizedBase, four_bit_linears
+from lightning_summ.models.dequantize import DequantizedBase, DequantizedLinear, four_bit_linears
 from lightning_summ.models.settings import GenerationSettings, LoraSettings, QuantizationSettings
 from tests.models.test_causal import TOKENIZER
 
@@ -20,10 +22,11 @@ QWEN3_64 = {"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, 
             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "tie_word_embeddings": True}
 
 
-def _qlora(path, dequantize: bool) -> CausalLMSummarizer:
+def _qlora(path, dequantize: bool, compute_dtype: str = "auto") -> CausalLMSummarizer:
     torch.manual_seed(0)
+    quantization = QuantizationSettings(dequantize_for_inference=dequantize, compute_dtype=compute_dtype)
     model = CausalLMSummarizer(pretrained=str(path), lora=LoraSettings(r=4, alpha=8, dropout=0.0), max_length=256,
-                               quantization=QuantizationSettings(dequantize_for_inference=dequantize),
+                               quantization=quantization,
                                generation=GenerationSettings(num_beams=1, max_new_tokens=6))
     model.processor.fit_tags()
     model.configure_model()
@@ -103,3 +106,62 @@ def test_weights_repacked_by_the_cpu_inference_kernel_are_left_4bit(saved_base, 
         pytest.skip("this CPU's bitsandbytes kernel does not repack (no AVX-512 BF16)")
     assert not DequantizedBase().apply(model.model) and four_bit_linears(model.model)
     assert "CPU inference layout" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["no-autocast", "bf16-autocast"])
+def test_a_bf16_compute_dtype_works_with_and_without_autocast(saved_base, autocast):
+    """The copy casts like Linear4bit: fp32 activations into a bf16 weight (precision 32-true with
+    compute_dtype bfloat16) used to fail with a dtype mismatch."""
+    model = _qlora(saved_base, dequantize=False, compute_dtype="bfloat16")
+    batch = model.processor.generation_batch(["#Person1#: 안녕하세요.\n#Person2#: 네, 안녕하세요."] * 2)
+    model.train()  # see test_dequantized_copy_computes_what_the_4bit_layer_computes
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with torch.no_grad(), context:
+        reference = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        swap = DequantizedBase()
+        assert swap.apply(model.model)
+        assert {layer.weight.dtype for layer in model.model.modules() if isinstance(layer, DequantizedLinear)} \
+            == {torch.bfloat16}
+        logits = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        swap.restore()
+    assert logits.dtype == reference.dtype
+    torch.testing.assert_close(logits, reference, rtol=2e-2, atol=2e-2)
+
+
+def test_validation_during_fit_keeps_the_4bit_base(saved_base, tmp_path):
+    model = _qlora(saved_base, dequantize=True)
+    seen = []
+
+    class Probe(Callback):
+        def on_validation_batch_start(self, trainer, module, *args):
+            seen.append(len(four_bit_linears(module.model)))
+
+    dm = SummarizationDataModule(model.processor, train_path="pkg://sample_data/train.csv",
+                                 val_path="pkg://sample_data/dev.csv", batch_size=4, eval_batch_size=4)
+    trainer = Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path,
+                      callbacks=[Probe()])
+    trainer.fit(model, datamodule=dm)
+    assert seen and all(n > 0 for n in seen)
+
+
+def test_too_little_free_memory_keeps_the_4bit_base_and_says_so(saved_base, monkeypatch, capsys):
+    from lightning_summ.models import dequantize
+
+    monkeypatch.setattr(dequantize, "free_bytes", lambda device: 1 << 20)
+    model = _qlora(saved_base, dequantize=True)
+    assert not DequantizedBase().apply(model.model) and four_bit_linears(model.model)
+    assert "GiB are free: decoding with the 4-bit base" in capsys.readouterr().out
+
+
+def test_serve_enters_the_inference_weights(monkeypatch, tmp_path):
+    """serve runs no predict hooks: it switches to the inference weights itself."""
+    from conftest import QUICKSTART, TINY
+    from lightning_summ.commands.serve import load_module
+    from lightning_summ.models.base import SummarizerBase
+
+    calls = []
+    monkeypatch.setattr(SummarizerBase, "enter_inference_weights", lambda self: calls.append(type(self).__name__))
+    monkeypatch.chdir(tmp_path)
+    load_module(["--config", str(QUICKSTART), *TINY], None)
+    assert calls == ["Seq2SeqSummarizer"]
