@@ -15,11 +15,15 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Runs last (see pytest_collection_modifyitems): the suite must leave the checkout as it found it.
 LAST_MODULE = "test_repository_unchanged.py"
 
-# Shrinks the quickstart so an end-to-end CLI test takes seconds.
+# Shrinks the quickstart so an end-to-end CLI test takes seconds: a smaller model, and the 150
+# hand-written dialogues instead of the 2,400 synthetic ones the shipped quickstart trains on
+# (tests/test_quickstart.py runs that one unchanged).
 TINY = [
     "--model.init_args.model_config.d_model=32", "--model.init_args.model_config.encoder_layers=1",
     "--model.init_args.model_config.decoder_layers=1", "--model.init_args.model_config.encoder_ffn_dim=64",
     "--model.init_args.model_config.decoder_ffn_dim=64", "--model.init_args.generation.max_new_tokens=8",
+    "--data.train_path=pkg://sample_data/train.csv", "--data.val_path=pkg://sample_data/dev.csv",
+    "--data.test_path=pkg://sample_data/test.csv", "--data.predict_path=pkg://sample_data/test.csv",
 ]
 
 

@@ -100,8 +100,9 @@ def test_predict_with_other_lengths_than_training_fails_with_one_line(cli_run, t
               "--model.init_args.max_source_length=100", f"--submission.output_path={tmp_path}/out/s.csv"])
     assert exit_.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
+    trained = cli.model.processor.max_source_length
     assert last.startswith(f"lightning_summ: error: --ckpt_path {best} was made with a different processor: "
-                           "max_source_length = 384 there, 100 in this run"), last
+                           f"max_source_length = {trained} there, 100 in this run"), last
     assert not (tmp_path / "out").exists()
 
 

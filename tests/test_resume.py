@@ -139,7 +139,8 @@ def test_lora_fit_killed_resumes_from_its_adapter_only_checkpoint_exactly(tmp_pa
 def test_cv_killed_mid_fold_resumes_that_fold_without_a_stale_checkpoint(tmp_path):
     config = small_config(tmp_path, QUICKSTART, every_n_train_steps=2)
     args = ["cv", "--cv.num_folds=2", "--config", str(config), *TINY, "--trainer.max_epochs=1",
-            "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
+            "--data.batch_size=16", "--trainer.limit_train_batches=4",  # 75 rows a fold: 4 of its 5 batches
+            "--trainer.limit_val_batches=1",
             "--model.init_args.evaluation.generate_every_n_epochs=1"]
 
     def cv(cwd: Path, kill_after: int | None = None) -> subprocess.CompletedProcess:

@@ -119,7 +119,7 @@ def test_steps_per_epoch_in_add_mode_through_a_real_fit(cli_run):
                   "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]",
                   '--data.augment={"augmenters": ["speaker_swap", "sentence_split"], "ratio": 0.5, "mode": "%s"}' % mode)
     rows = len(read_examples(TRAIN))
-    per_epoch = math.ceil((rows + (round(0.5 * rows) if mode == "add" else 0)) / 16)
+    per_epoch = math.ceil((rows + (round(0.5 * rows) if mode == "add" else 0)) / cli.datamodule.batch_size)
     assert cli.trainer.num_training_batches == per_epoch
     assert cli.trainer.global_step == 2 * per_epoch
     assert cli.trainer.train_dataloader.batch_sampler.dataset.epoch == 1  # Lightning re-drew for epoch 1
