@@ -123,6 +123,13 @@ class ResumeCheckpoint(ModelCheckpoint):
         self._rng_to_restore = state_dict.pop("rng_states", None)
         super().load_state_dict(state_dict)
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        # Lightning writes last.ckpt at train end only if no last.ckpt was written in this run at
+        # all: after a write at step 2 of a 3-step run, last.ckpt would stay at step 2.
+        if trainer.global_step != self._last_global_step_saved:
+            self._last_checkpoint_saved = ""
+        super().on_train_end(trainer, pl_module)
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # Not at load time: the sanity check and a sampling validation between loading and this step
         # may draw random numbers that the uninterrupted run never drew at this point.

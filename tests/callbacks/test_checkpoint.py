@@ -122,3 +122,17 @@ def test_quickstart_checkpoint_and_early_stopping_follow_the_generation_cadence(
     # Patience counts the generating epochs after the (first) best one; stale values would add epochs 2 and 3.
     assert stopper.wait_count == len(scores) - 1 - scores.index(max(scores))
     assert stopper.stopped_epoch == 0 and trainer.current_epoch == 4
+
+
+@pytest.mark.parametrize("batches", [3, 4])
+def test_last_ckpt_holds_the_final_step_whatever_the_cadence(tmp_path, batches):
+    """ResumeCheckpoint writes last.ckpt every 2 steps and at the end of training: a run of 3 steps
+    ended with the step-2 checkpoint (Lightning's save at train end skips once any last was saved)."""
+    from lightning_summ.callbacks.checkpoint import ResumeCheckpoint
+
+    trainer = Trainer(default_root_dir=tmp_path, max_epochs=1, limit_train_batches=batches, limit_val_batches=0,
+                      logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[ResumeCheckpoint(every_n_train_steps=2, dirpath=str(tmp_path / "ckpt"))])
+    trainer.fit(BoringModel())
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == batches == trainer.global_step
