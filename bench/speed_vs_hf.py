@@ -119,17 +119,12 @@ def linear_params(config: dict, prefix_groups: dict[str, tuple[str, ...]]) -> di
     return counts
 
 
-def with_rates(result: dict, flops_per_sample: float) -> dict:
+def with_rates(result: dict, flops_per_sample: float = 0.0, flops_per_token: float = 0.0) -> dict:
+    """TFLOP/s and MFU from the samples/s (same-size work per sample) or the measured tokens/s
+    (training rows of varying size, e.g. token-budget batches)."""
     result = {k: v for k, v in result.items() if k not in ("texts", "predictions", "batches")}
-    result["tflops"] = round(result["samples_per_s"] * flops_per_sample / 1e12, 1)
-    result["mfu"] = round(result["tflops"] / PEAK_TFLOPS, 4)
-    return result
-
-
-def with_token_rates(result: dict, flops_per_token: float) -> dict:
-    """``with_rates`` with the FLOPs of the tokens measured (training rows of varying size)."""
-    result = with_rates(result, 0.0)
-    result["tflops"] = round(result["tokens_per_s"] * flops_per_token / 1e12, 1)
+    flops = result["samples_per_s"] * flops_per_sample + result["tokens_per_s"] * flops_per_token
+    result["tflops"] = round(flops / 1e12, 1)
     result["mfu"] = round(result["tflops"] / PEAK_TFLOPS, 4)
     return result
 
@@ -248,6 +243,13 @@ def causal_options(args) -> dict[str, list[str]]:
             "all+token-budget": packing + chunked + compile_ + budget, "token-budget": budget}
 
 
+def accumulation(options: tuple[str, ...], shipped: int) -> int:
+    """The gradient accumulation a run uses: the options' override, else the config's (warm-up and
+    timed steps are counted in optimizer steps)."""
+    flag = "--trainer.accumulate_grad_batches="
+    return next((int(o[len(flag):]) for o in reversed(options) if o.startswith(flag)), shipped)
+
+
 def causal_settings(config: str) -> dict:
     cfg = yaml.safe_load((REPO / config).read_text())
     init = cfg["model"]["init_args"]
@@ -287,14 +289,13 @@ def causal_train(args, report: Report) -> None:
 
         def train(option: str = "", flatten: bool = False) -> dict:
             if flatten not in hf_runs:
-                hf_runs[flatten] = with_token_rates(hf_side.causal_train(args, settings, batch, flatten=flatten),
-                                                    per_token)
+                hf_runs[flatten] = with_rates(hf_side.causal_train(args, settings, batch, flatten=flatten),
+                                              flops_per_token=per_token)
             hf = hf_runs[flatten]
             options = tuple(causal_options(args)[option]) if option else ()
             ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", batch, options=options,
-                                    accumulate=1 if "--trainer.accumulate_grad_batches=1" in options
-                                    else settings["accumulate"])  # warm-up and timed steps counted in optimizer steps
-            ours = with_token_rates(ours, per_token)
+                                    accumulate=accumulation(options, settings["accumulate"]))
+            ours = with_rates(ours, flops_per_token=per_token)
             return {"ours": ours, "hf": hf, "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2)}
 
         workload = f"3 Qwen3-4B {name} fine-tuning"

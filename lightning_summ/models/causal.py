@@ -237,9 +237,6 @@ class CausalLMSummarizer(SummarizerBase):
         if self.trainer.state.fn != "fit":  # never during fit: merging would drift, the copy costs memory
             self.enter_inference_weights()
 
-    def _leave_inference_weights(self) -> None:
-        self.leave_inference_weights()
-
     def on_fit_start(self) -> None:
         super().on_fit_start()
         self.leave_inference_weights()  # a stage that failed before its end hook left them in place
@@ -250,19 +247,19 @@ class CausalLMSummarizer(SummarizerBase):
 
     def on_validation_end(self) -> None:
         super().on_validation_end()
-        self._leave_inference_weights()
+        self.leave_inference_weights()
 
     def on_test_start(self) -> None:
         self._enter_inference_weights()
 
     def on_test_end(self) -> None:
-        self._leave_inference_weights()
+        self.leave_inference_weights()
 
     def on_predict_start(self) -> None:
         self._enter_inference_weights()
 
     def on_predict_end(self) -> None:
-        self._leave_inference_weights()
+        self.leave_inference_weights()
 
     def eos_token_ids(self) -> list[int]:
         configured = self.model.generation_config.eos_token_id

@@ -28,9 +28,9 @@ def compile_backend(setting: Union[bool, str]) -> Optional[str]:
     if setting is False:
         return None
     backend = "inductor" if setting is True else setting
-    known = torch._dynamo.list_backends(exclude_tags=())  # debugging backends (aot_eager...) included
-    if backend not in known:
-        raise ConfigError(f"model.compile must be true, false or a torch.compile backend ({', '.join(known)}), "
+    if backend not in torch._dynamo.list_backends(exclude_tags=()):  # debugging backends (aot_eager...) included
+        shown = [*torch._dynamo.list_backends(), "aot_eager", "eager"]  # not the testing-only ones
+        raise ConfigError(f"model.compile must be true, false or a torch.compile backend ({', '.join(shown)}), "
                           f"got {setting!r}")
     return backend
 

@@ -73,8 +73,7 @@ def _too_big(layers) -> Optional[str]:
     """Why the copies do not fit (the first device short of memory), or None."""
     needed: dict[torch.device, int] = defaultdict(int)
     for _, _, layer in layers:
-        itemsize = torch.empty((), dtype=_compute_dtype(layer)).element_size()
-        needed[layer.weight.device] += layer.in_features * layer.out_features * itemsize
+        needed[layer.weight.device] += layer.in_features * layer.out_features * _compute_dtype(layer).itemsize
     for device, size in needed.items():
         free = free_bytes(device)
         if free is not None and size + MARGIN_BYTES > free:
@@ -89,15 +88,11 @@ class DequantizedBase:
     def __init__(self):
         self._swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
 
-    @property
-    def active(self) -> bool:
-        return bool(self._swapped)
-
     def apply(self, network: torch.nn.Module) -> bool:
         """Dequantize when the copies fit in the free memory of each layer's device; False if they do not."""
         layers = four_bit_linears(network)
-        if not layers or self.active:
-            return self.active
+        if not layers or self._swapped:
+            return bool(self._swapped)
         if any(getattr(layer.weight.quant_state, "packing_format_for_cpu", False) for _, _, layer in layers):
             # bitsandbytes' CPU inference kernel has repacked these weights in a layout of its own
             return self._decline("the 4-bit weights are in bitsandbytes' CPU inference layout")
