@@ -310,19 +310,36 @@ def causal_train(args, report: Report) -> None:
                     lambda: train(option))
 
 
+# Our inference options for the causal generation rows (``--gen_plan`` row's fifth field, joined by '+').
+INFERENCE_OPTIONS = {"merge": ["--model.init_args.merge_adapters_for_inference=true"],
+                     "dequant": ["--model.init_args.quantization.dequantize_for_inference=true"]}
+
+
+def parse_gen_row(row: str) -> tuple[str, int, int, bool, tuple[str, ...]]:
+    """``config:beams:batch:static|dynamic[:merge+dequant]`` -> (config, beams, batch, static, options)."""
+    parts = row.split(":")
+    if len(parts) not in (4, 5) or parts[0] not in CAUSAL_CONFIGS or parts[3] not in ("static", "dynamic"):
+        raise argparse.ArgumentTypeError(f"--gen_plan row '{row}': use config:beams:batch:static|dynamic[:options] "
+                                         f"with config in {sorted(CAUSAL_CONFIGS)}")
+    options = tuple(parts[4].split("+")) if len(parts) == 5 else ()
+    unknown = [o for o in options if o not in INFERENCE_OPTIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"--gen_plan row '{row}': unknown options {unknown}; "
+                                         f"use {sorted(INFERENCE_OPTIONS)} joined by '+'")
+    return parts[0], int(parts[1]), int(parts[2]), parts[3] == "static", options
+
+
 def causal_generate(args, report: Report) -> None:
     spec = materialize(args)
     n = sum(linear_params(spec, {"all": ()}).values())
     start, hf_runs, prompt_tokens = time.perf_counter(), {}, {}
-    plan = [row.split(":") for row in args.gen_plan]
-    for name, beams, batch, cache in plan:
-        beams, batch, static = int(beams), int(batch), cache == "static"
+    for name, beams, batch, static, inference in (parse_gen_row(row) for row in args.gen_plan):
         config = CAUSAL_CONFIGS[name]
         settings = causal_settings(config)
         hf_batch = min(batch, args.eval_batch_size)  # HF is measured at the common batch size only
         workload = f"4 Qwen3-4B ({name}) generation"
-        setting = (f"{'greedy' if beams == 1 else 'beam 4'}, ours batch {batch}{', static cache' if static else ''}; "
-                   f"HF batch {hf_batch}")
+        setting = (f"{'greedy' if beams == 1 else 'beam 4'}, ours batch {batch}{', static cache' if static else ''}"
+                   f"{''.join(', ' + o for o in inference)}; HF batch {hf_batch}")
         if time.perf_counter() - start > args.time_budget:
             report.add({"workload": workload, "setting": setting, "skipped": "time budget"})
             continue
@@ -334,7 +351,9 @@ def causal_generate(args, report: Report) -> None:
             if (name, beams, hf_batch) not in hf_runs:  # HF first: it pays the cold start a user pays
                 hf_runs[name, beams, hf_batch] = hf_side.causal_generate(args, settings, hf_batch, beams)
             hf = hf_runs[name, beams, hf_batch]
-            ours = ours_side.causal(args, config, "generate", batch, num_beams=beams, static_cache=static)
+            options = tuple(flag for o in inference for flag in INFERENCE_OPTIONS[o])
+            ours = ours_side.causal(args, config, "generate", batch, num_beams=beams, static_cache=static,
+                                    options=options)
             for r in (ours, hf):
                 r["tokens_per_s"] = round(r["samples_per_s"] * args.new_tokens, 1)
             return {"ours": with_rates(ours, flops) | first_batch(ours), "hf": with_rates(hf, flops) | first_batch(hf),
@@ -374,7 +393,8 @@ def main() -> None:
     parser.add_argument("--new_tokens", type=int, default=100)
     parser.add_argument("--gen_rows", type=int, default=499, help="causal generation: first N rows of --data")
     parser.add_argument("--variants", nargs="+", default=list(CAUSAL_CONFIGS), choices=list(CAUSAL_CONFIGS))
-    parser.add_argument("--gen_plan", nargs="+", help="causal-generate rows, config:beams:batch:static|dynamic",
+    parser.add_argument("--gen_plan", nargs="+", help="causal-generate rows, config:beams:batch:static|dynamic"
+                        "[:options], options merge (adapters merged) and/or dequant (QLoRA base dequantized) joined by +",
                         default=["lora-bf16:1:32:static", "lora-bf16:1:32:dynamic", "lora-bf16:4:32:static",
                                  "lora-bf16:1:128:static", "qlora:1:32:static", "lora-bf16:4:32:dynamic"])
     parser.add_argument("--time_budget", type=float, default=420, help="causal-generate: seconds before skipping rows")
@@ -401,6 +421,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.seq2seq_options and "train" not in args.kobart_parts:
         parser.error("--seq2seq_options are training rows: add train to --kobart_parts")
+    for row in args.gen_plan:
+        try:
+            parse_gen_row(row)
+        except argparse.ArgumentTypeError as error:
+            parser.error(str(error))
     if args.group == "quality":
         for variant in args.quality_variants:
             try:

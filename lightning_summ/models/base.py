@@ -18,7 +18,7 @@ from transformers import get_scheduler
 
 from lightning_summ.decoding.generate import Generate, SoftVoting
 from lightning_summ.errors import ConfigError
-from lightning_summ.models.compilation import CompiledBlocks, compile_backend
+from lightning_summ.models.compilation import CompiledBlocks, compile_backend, resolve_auto
 from lightning_summ.models.evaluation import SummaryEvaluationModule, read_checkpoint
 from lightning_summ.models.schedules import TimeBudgetLR, TrainingClock
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
@@ -98,14 +98,20 @@ class SummarizerBase(SummaryEvaluationModule):
     def leave_inference_weights(self) -> None:
         """Undo :meth:`enter_inference_weights`."""
 
+    def _device_type(self) -> Optional[str]:
+        """The trainer's device type ('cuda', 'cpu', ...); None outside a Trainer (serve, export)."""
+        trainer = getattr(self, "_trainer", None)
+        return trainer.strategy.root_device.type if trainer is not None else None
+
     def configure_model(self) -> None:
         if self.model is not None:
             return
         if self.processor.tags is None:
             self.processor.fit_tags()  # no training file given: the known tags only (a checkpoint verifies)
         self.model = self.build_model()  # sized for len(self.tokenizer), tags included
-        if self.compile_backend is not None:
-            self._compiled_blocks = CompiledBlocks(self.model, self.compile_backend)
+        backend = resolve_auto(self.compile_backend, self._device_type())
+        if backend is not None:
+            self._compiled_blocks = CompiledBlocks(self.model, backend)
         for path in self.ensemble_checkpoints:
             checkpoint = read_checkpoint(path)
             self.on_load_checkpoint(checkpoint)  # same processor (and adapters), or a clear error

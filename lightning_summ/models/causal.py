@@ -64,8 +64,10 @@ class CausalLMSummarizer(SummarizerBase):
         merge_adapters_for_inference: for validate/test/predict outside ``fit``, merge the LoRA weights
             into the base weights (peft ``merge_adapter``) for the stage, so decoding runs one matmul
             per layer instead of base + adapter; undone when the stage ends. Same outputs up to fp
-            rounding. Not with ``quantization`` (merging into 4-bit weights would round them), never
-            during ``fit`` (merging and unmerging every validation would drift the base weights).
+            rounding. Without ``lora`` (a merged or full model) there is nothing to merge. With ``quantization`` only together with ``quantization.dequantize_for_inference``
+            (the adapters are then merged into the dequantized bf16 copy; merging into 4-bit weights would
+            round them); never during ``fit`` (merging and unmerging every validation would drift the
+            base weights).
         atomic_tags: add ``#Person1#``-style tags as single tokens; their new embedding rows are
             trained (peft trainable tokens) while the rest of the vocabulary stays frozen.
         device_map: for inference on models bigger than the GPU (``auto``); ``null`` lets Lightning place it.
@@ -78,8 +80,9 @@ class CausalLMSummarizer(SummarizerBase):
         ensemble_checkpoints: other checkpoints of this config (e.g. fold adapters) to decode with by
             soft voting (validate/test/predict; each member loads its own copy of the base model).
         compile: ``torch.compile`` each transformer block for training steps (regional compilation,
-            see ``lightning_summ.models.compilation``): ``true`` (inductor) or a backend's name
-            (``cudagraphs``, ``aot_eager``...); validation and generation stay eager. The first
+            see ``lightning_summ.models.compilation``): ``true`` (inductor), ``auto`` (inductor when
+            training on CUDA, eager on a CPU) or a backend's name (``cudagraphs``, ``aot_eager``...);
+            validation and generation stay eager. The first
             step pays the compile, and each new batch shape may recompile (shapes become dynamic
             after the second): it pays when batch shapes are few (``pad_to_multiple_of``, packing
             with a token budget). The same loss and gradients up to fp rounding.
@@ -117,9 +120,10 @@ class CausalLMSummarizer(SummarizerBase):
             raise ConfigError("set model.pretrained or model.tokenizer")
         if quantization is not None and lora is None:
             raise ConfigError("a quantized base cannot be trained directly: set model.lora (QLoRA)")
-        if merge_adapters_for_inference and (lora is None or quantization is not None):
-            raise ConfigError("model.merge_adapters_for_inference needs model.lora without model.quantization "
-                              "(merging into 4-bit weights would round them)")
+        if merge_adapters_for_inference and quantization is not None and not quantization.dequantize_for_inference:
+            raise ConfigError("model.merge_adapters_for_inference with model.quantization needs "
+                              "quantization.dequantize_for_inference: true (the adapters are merged into the "
+                              "dequantized copy; merging into 4-bit weights would round them)")
         if loss_chunk_size is not None and loss_chunk_size < 1:
             raise ConfigError(f"model.loss_chunk_size must be null or >= 1, got {loss_chunk_size}")
         generation = generation or GenerationSettings()
@@ -215,14 +219,15 @@ class CausalLMSummarizer(SummarizerBase):
     def enter_inference_weights(self) -> None:
         """Merge the adapters / dequantize the 4-bit base of the model and of every soft-voting
         member, as the settings ask (each dequantization checks the memory left after the last)."""
-        for network in (self.model, *self.members):
-            if self.merge_adapters_for_inference and network not in self._merged:
-                network.merge_adapter()
-                self._merged.append(network)
-        if self.quantization is not None and self.quantization.dequantize_for_inference and not self._dequantized:
+        if self.quantization is None:
             for network in (self.model, *self.members):
+                if self.merge_adapters_for_inference and isinstance(network, PeftModel) and network not in self._merged:
+                    network.merge_adapter()
+                    self._merged.append(network)
+        elif self.quantization.dequantize_for_inference and not self._dequantized:
+            for network in (self.model, *self.members):  # adapters merged into the dequantized copies
                 swap = DequantizedBase()
-                swap.apply(network)
+                swap.apply(network, merge_adapters=self.merge_adapters_for_inference)
                 self._dequantized.append(swap)
 
     def leave_inference_weights(self) -> None:

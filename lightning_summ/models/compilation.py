@@ -23,16 +23,30 @@ import torch
 from lightning_summ.errors import ConfigError
 
 
+AUTO = "auto"  # inductor when training on CUDA, eager elsewhere (resolved by resolve_auto)
+
+
 def compile_backend(setting: Union[bool, str]) -> Optional[str]:
-    """``model.compile``: false = eager, true = inductor (torch's default), or a backend's name."""
+    """``model.compile``: false = eager, true = inductor (torch's default), ``auto`` = inductor when
+    training on a CUDA device (where it was measured to pay) and eager elsewhere, or a backend's name."""
     if setting is False:
         return None
+    if setting == AUTO:
+        return AUTO
     backend = "inductor" if setting is True else setting
     if backend not in torch._dynamo.list_backends(exclude_tags=()):  # debugging backends (aot_eager...) included
         shown = [*torch._dynamo.list_backends(), "aot_eager", "eager"]  # not the testing-only ones
-        raise ConfigError(f"model.compile must be true, false or a torch.compile backend ({', '.join(shown)}), "
+        raise ConfigError(f"model.compile must be true, false, auto or a torch.compile backend ({', '.join(shown)}), "
                           f"got {setting!r}")
     return backend
+
+
+def resolve_auto(backend: Optional[str], device_type: Optional[str]) -> Optional[str]:
+    """The backend to compile with on the training device: ``auto`` is inductor on CUDA only (on a
+    CPU, inductor's C++ compile of every block costs more than a short run gains; not measured to pay)."""
+    if backend != AUTO:
+        return backend
+    return "inductor" if device_type == "cuda" else None
 
 
 def repeated_blocks(network: torch.nn.Module) -> list[torch.nn.Module]:

@@ -6,8 +6,10 @@ bf16 models, which points at that per-matmul work (the gain of this option is no
 For validate/test/predict outside ``fit`` (and ``serve``), every ``bitsandbytes`` 4-bit linear is
 replaced by a linear holding its weight dequantized into the compute dtype — the values the 4-bit
 matmul computes with, so the same outputs up to the matmul's rounding — if the free GPU memory of
-each device holds its copies; the LoRA layers around them are untouched. The 4-bit layers are put
-back when the stage ends.
+each device holds its copies. With ``model.merge_adapters_for_inference`` each LoRA layer's update
+is also added to its copy (in fp32, rounded once) and peft runs the merged base alone, as for a bf16
+model; otherwise the LoRA layers around the copies are untouched. The 4-bit layers (and unmerged
+adapters) are put back when the stage ends.
 """
 
 from __future__ import annotations
@@ -87,9 +89,11 @@ class DequantizedBase:
 
     def __init__(self):
         self._swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
+        self._merged: list[torch.nn.Module] = []  # LoRA layers marked merged into their copy
 
-    def apply(self, network: torch.nn.Module) -> bool:
-        """Dequantize when the copies fit in the free memory of each layer's device; False if they do not."""
+    def apply(self, network: torch.nn.Module, merge_adapters: bool = False) -> bool:
+        """Dequantize when the copies fit in the free memory of each layer's device (and merge the
+        adapters into the copies if asked); False if they do not fit."""
         layers = four_bit_linears(network)
         if not layers or self._swapped:
             return bool(self._swapped)
@@ -103,7 +107,28 @@ class DequantizedBase:
         for (parent, name, layer), linear in zip(layers, copies):
             setattr(parent, name, linear)
             self._swapped.append((parent, name, layer))
+        if merge_adapters:
+            self._merge_adapters(network)
         return True
+
+    def _merge_adapters(self, network: torch.nn.Module) -> None:
+        """Add every plain LoRA layer's update to its dequantized copy and mark the layer merged, so
+        peft's forward runs the copy alone (DoRA-style variants stay unmerged)."""
+        from peft.tuners.lora import LoraLayer
+
+        for module in network.modules():
+            if not (isinstance(module, LoraLayer) and isinstance(module.get_base_layer(), DequantizedLinear)):
+                continue
+            base = module.get_base_layer()
+            for adapter in module.active_adapters:
+                if adapter not in module.lora_A or adapter in module.lora_variant or adapter in module.merged_adapters:
+                    continue
+                with torch.no_grad():
+                    base.weight.copy_(base.weight.float() + module.get_delta_weight(adapter).float())
+                    if module.lora_bias[adapter]:
+                        base.bias.add_(module.lora_B[adapter].bias.to(base.bias.dtype))
+                module.merged_adapters.append(adapter)
+            self._merged.append(module)
 
     @staticmethod
     def _decline(reason: str) -> bool:
@@ -111,6 +136,9 @@ class DequantizedBase:
         return False
 
     def restore(self) -> None:
+        for module in self._merged:  # the updates lived in the copies, which are dropped
+            module.merged_adapters.clear()
+        self._merged.clear()
         for parent, name, layer in self._swapped:
             setattr(parent, name, layer)
         self._swapped.clear()

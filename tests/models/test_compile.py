@@ -77,7 +77,7 @@ def test_evaluation_and_generation_run_the_eager_blocks_training_the_compiled_on
 def test_a_model_without_declared_blocks_or_an_unknown_backend_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="model.compile: Sequential declares no repeated blocks"):
         repeated_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)))
-    with pytest.raises(ConfigError, match="model.compile must be true, false or a torch.compile backend .*got 'fast'"):
+    with pytest.raises(ConfigError, match="model.compile must be true, false, auto or a torch.compile backend .*got 'fast'"):
         tiny_model(compile="fast")
 
 
@@ -89,3 +89,24 @@ def test_fit_with_compile_trains_compiled_blocks_through_the_cli(cli_run):
     assert cli.model._compiled_blocks is not None and counters["frames"]["ok"] >= 1
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
     assert "val/loss" in cli.trainer.callback_metrics
+
+
+def test_compile_auto_is_inductor_on_cuda_and_eager_elsewhere(monkeypatch):
+    from lightning_summ.models.base import SummarizerBase
+    from lightning_summ.models.compilation import resolve_auto
+
+    assert resolve_auto("auto", "cuda") == "inductor"
+    assert resolve_auto("auto", "cpu") is None and resolve_auto("auto", None) is None  # None: no Trainer
+    assert resolve_auto("aot_eager", "cpu") == "aot_eager" and resolve_auto(None, "cuda") is None
+    assert tiny_model(compile="auto")._compiled_blocks is None  # built outside a Trainer
+    monkeypatch.setattr(SummarizerBase, "_device_type", lambda self: "cuda")
+    blocks = tiny_model(compile="auto")._compiled_blocks  # compiling is lazy: nothing runs here
+    assert blocks is not None and len(blocks) == 2
+
+
+def test_fit_with_compile_auto_on_a_cpu_trains_the_eager_blocks(cli_run):
+    torch._dynamo.reset()
+    counters.clear()
+    cli = cli_run("fit", "--model.init_args.compile=auto", "--trainer.max_epochs=1",
+                  "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=0")
+    assert cli.model._compiled_blocks is None and counters["frames"]["ok"] == 0

@@ -22,11 +22,11 @@ QWEN3_64 = {"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, 
             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "tie_word_embeddings": True}
 
 
-def _qlora(path, dequantize: bool, compute_dtype: str = "auto") -> CausalLMSummarizer:
+def _qlora(path, dequantize: bool, compute_dtype: str = "auto", merge: bool = False) -> CausalLMSummarizer:
     torch.manual_seed(0)
     quantization = QuantizationSettings(dequantize_for_inference=dequantize, compute_dtype=compute_dtype)
     model = CausalLMSummarizer(pretrained=str(path), lora=LoraSettings(r=4, alpha=8, dropout=0.0), max_length=256,
-                               quantization=quantization,
+                               quantization=quantization, merge_adapters_for_inference=merge,
                                generation=GenerationSettings(num_beams=1, max_new_tokens=6))
     model.processor.fit_tags()
     model.configure_model()
@@ -88,6 +88,48 @@ def test_dequantized_copy_computes_what_the_4bit_layer_computes(saved_base):
         logits = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         swap.restore()
     torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-5)
+
+
+def _lora_layers(network) -> list:
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in network.modules() if isinstance(m, LoraLayer)]
+
+
+def test_adapters_merged_into_the_dequantized_copy_compute_the_unmerged_models_logits(saved_base):
+    model = _qlora(saved_base, dequantize=False)
+    batch = model.processor.generation_batch(["#Person1#: 안녕하세요.\n#Person2#: 네, 안녕하세요."] * 2)
+    model.train()  # see test_dequantized_copy_computes_what_the_4bit_layer_computes
+    layers = _lora_layers(model.model)
+    with torch.no_grad():
+        reference = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        swap = DequantizedBase()
+        assert swap.apply(model.model, merge_adapters=True)
+        assert layers and all(layer.merged for layer in layers)  # peft runs the merged copy alone
+        logits = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        swap.restore()
+        assert not any(layer.merged for layer in layers) and four_bit_linears(model.model)
+        again = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(again, reference, rtol=0, atol=0)  # the 4-bit model with its adapters, unchanged
+
+
+def test_predict_with_merged_adapters_on_the_dequantized_base_writes_the_4bit_models_summaries(saved_base, tmp_path):
+    four_bit, _ = _predict(_qlora(saved_base, dequantize=False), tmp_path)
+    model = _qlora(saved_base, dequantize=True, merge=True)
+    merged_during = []
+
+    class Probe(Callback):
+        def on_predict_batch_start(self, trainer, module, *args):
+            merged_during.append(all(layer.merged for layer in _lora_layers(module.model)))
+
+    dm = SummarizationDataModule(model.processor, predict_path="pkg://sample_data/test.csv", eval_batch_size=4)
+    trainer = Trainer(limit_predict_batches=2, logger=False, enable_progress_bar=False, callbacks=[Probe()],
+                      default_root_dir=tmp_path)
+    merged = [r["summary"] for batch in trainer.predict(model, datamodule=dm) for r in batch]
+    assert merged_during == [True, True]
+    assert not any(layer.merged for layer in _lora_layers(model.model)) and four_bit_linears(model.model)
+    assert merged == four_bit
 
 
 def test_dequantize_is_a_4bit_option():

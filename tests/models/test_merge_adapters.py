@@ -63,8 +63,7 @@ def test_predict_merges_for_the_stage_only_and_writes_the_same_summaries(tmp_pat
     assert [r["summary"] for r in merged_rows] == [r["summary"] for r in rows]
 
 
-@pytest.mark.parametrize("kwargs", [{"lora": None}, {"quantization": QuantizationSettings()}])
-def test_merge_needs_unquantized_lora(kwargs):
-    with pytest.raises(ConfigError, match="model.merge_adapters_for_inference needs model.lora without"):
-        CausalLMSummarizer(tokenizer=TOKENIZER, model_config={"model_type": "llama"},
-                           merge_adapters_for_inference=True, **{"lora": LoraSettings(), **kwargs})
+def test_merging_into_4bit_weights_is_refused_without_a_dequantized_base():
+    with pytest.raises(ConfigError, match="with model.quantization needs quantization.dequantize_for_inference"):
+        CausalLMSummarizer(tokenizer=TOKENIZER, model_config={"model_type": "llama"}, lora=LoraSettings(),
+                           merge_adapters_for_inference=True, quantization=QuantizationSettings())
