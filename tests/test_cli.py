@@ -149,6 +149,8 @@ def test_speed_monitor_reports_train_validation_and_predict(cli_run, tmp_path):
     assert fit["train"]["steps"] == 2 * 3 - 1 and fit["train"]["samples"] > 0 and fit["train"]["tokens_per_s"] > 0
     assert fit["validation"]["samples"] == 2 * 40 and fit["device"] == "cpu" and fit["peak_mem_gb"] is None
     assert "batches" not in fit["train"]
+    # the warm-up batch (where a compile would show) is timed apart from the steady rate
+    assert fit["train_warmup"]["steps"] == 1 and fit["train_warmup"]["seconds"] > 0
     cli_run("predict", "--ckpt_path", best, *speed, f"--trainer.callbacks.output_path={tmp_path}/predict.json",
             "--trainer.callbacks.per_batch=true")
     predict = json.loads((tmp_path / "predict.json").read_text())

@@ -57,7 +57,9 @@ class SpeedMonitor(Callback):
 
     Times are wall-clock spans from one batch end to the next (so data loading, the optimizer and
     other callbacks count, as a user waiting for the run sees them); training excludes the first
-    ``warmup_steps`` batches and any validation in between.
+    ``warmup_steps`` batches and any validation in between. Those warm-up batches are timed on their
+    own (``train_warmup``, from the start of training): with ``model.compile`` that is where the
+    compile time shows, reported apart from the steady rate it is amortised over.
 
     Args:
         warmup_steps: training batches not timed (compilation, allocator warm-up).
@@ -67,8 +69,12 @@ class SpeedMonitor(Callback):
 
     def __init__(self, warmup_steps: int = 3, output_path: Optional[str] = None, per_batch: bool = False):
         self.warmup_steps, self.output_path, self.per_batch = warmup_steps, output_path, per_batch
-        self.train, self.val, self.predict = _Meter(), _Meter(), _Meter()
+        self.train, self.val, self.predict, self.warmup = _Meter(), _Meter(), _Meter(), _Meter()
         self._train_batches = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.warmup_steps:
+            self.warmup.start(pl_module.device)
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if trainer.strategy.root_device.type == "cuda":
@@ -78,7 +84,9 @@ class SpeedMonitor(Callback):
         self._train_batches += 1
         if self._train_batches > self.warmup_steps:
             self.train.add(pl_module.device, batch)
-        elif self._train_batches == self.warmup_steps:
+            return
+        self.warmup.add(pl_module.device, batch)
+        if self._train_batches == self.warmup_steps:
             self.train.start(pl_module.device)
 
     def on_validation_start(self, trainer, pl_module) -> None:
@@ -91,6 +99,8 @@ class SpeedMonitor(Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if self.train.mark is not None:  # validation time is not training time
             self.train.start(pl_module.device)
+        elif self.warmup.mark is not None:
+            self.warmup.start(pl_module.device)
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.on_fit_start(trainer, pl_module)
@@ -105,7 +115,8 @@ class SpeedMonitor(Callback):
     def results_for(self, trainer) -> dict:
         device = trainer.strategy.root_device  # the module itself may already be back on the CPU
         cuda = device.type == "cuda"
-        return {"train": self.train.as_dict(self.per_batch), "validation": self.val.as_dict(self.per_batch),
+        return {"train": self.train.as_dict(self.per_batch), "train_warmup": self.warmup.as_dict(),
+                "validation": self.val.as_dict(self.per_batch),
                 "predict": self.predict.as_dict(self.per_batch),
                 "peak_mem_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
                 "device": torch.cuda.get_device_name(device) if cuda else device.type}
