@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from common import REPO  # noqa: F401 - puts this checkout's lightning_summ first on sys.path
+import common  # noqa: F401 - before lightning_summ: puts this checkout's package first on sys.path
 from lightning_summ.io import read_submission
 
 PEAK_TFLOPS = 790.0  # bf16 dense matmul measured on this H200 (../.library/device/KINDS.md)
