@@ -68,7 +68,7 @@ def test_quality_group_trains_both_sides_by_time_and_scores_hf_in_dataset_order(
 
 def test_quality_rouge_is_rouge_score_with_stemming_averaged_over_references():
     sys.path.insert(0, str(REPO / "bench"))
-    from quality import rouge
+    from quality_score import rouge
 
     scores = rouge(["the cats sat", "a dog ran"], [["the cat sat", "a dog ran"], ["a dog ran"]])
     assert scores["r1"] == 75.0 and scores["rl"] == 75.0  # (mean of 100 and 0, stemmed) and 100, over two rows
