@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gen_rows", type=int, default=499, help="causal generation: first N rows of --data")
     parser.add_argument("--variants", nargs="+", default=list(CAUSAL_CONFIGS), choices=list(CAUSAL_CONFIGS))
     parser.add_argument("--gen_plan", nargs="+", help="causal-generate rows, config:beams:batch:static|dynamic"
-                        "[:options], options merge (adapters merged) and/or dequant (QLoRA base dequantized) joined by +",
+                        "[:options], options joined by +: merge / dequant (adapters merged, QLoRA base dequantized: "
+                        "the shipped configs' default), unmerged / 4bit (without them)",
                         default=["lora-bf16:1:32:static", "lora-bf16:1:32:dynamic", "lora-bf16:4:32:static",
                                  "lora-bf16:1:128:static", "qlora:1:32:static", "lora-bf16:4:32:dynamic"])
     parser.add_argument("--time_budget", type=float, default=420, help="causal-generate: seconds before skipping rows")
