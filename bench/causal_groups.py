@@ -47,18 +47,35 @@ def causal_options(args) -> dict[str, list[str]]:
             "all+token-budget": packing + chunked + compile_ + budget, "token-budget": budget}
 
 
+CONTRADICTORY = ({"merge", "unmerged"}, {"merge", "4bit"}, {"dequant", "4bit"})
+
+
 def parse_gen_row(row: str) -> tuple[str, int, int, bool, tuple[str, ...]]:
-    """``config:beams:batch:static|dynamic[:merge+dequant]`` -> (config, beams, batch, static, options)."""
+    """``config:beams:batch:static|dynamic[:options]`` -> (config, beams, batch, static, options);
+    a malformed row raises ``ArgumentTypeError`` (the parser's one-line error)."""
+    def refuse(why: str):
+        return argparse.ArgumentTypeError(f"--gen_plan row '{row}': {why}")
+
     parts = row.split(":")
     if len(parts) not in (4, 5) or parts[0] not in CAUSAL_CONFIGS or parts[3] not in ("static", "dynamic"):
-        raise argparse.ArgumentTypeError(f"--gen_plan row '{row}': use config:beams:batch:static|dynamic[:options] "
-                                         f"with config in {sorted(CAUSAL_CONFIGS)}")
+        raise refuse(f"use config:beams:batch:static|dynamic[:options] with config in {sorted(CAUSAL_CONFIGS)}")
+    try:
+        beams, batch = int(parts[1]), int(parts[2])
+    except ValueError:
+        raise refuse("beams and batch must be whole numbers") from None
+    if beams < 1 or batch < 1:
+        raise refuse("beams and batch must be >= 1")
     options = tuple(parts[4].split("+")) if len(parts) == 5 else ()
     unknown = [o for o in options if o not in INFERENCE_OPTIONS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"--gen_plan row '{row}': unknown options {unknown}; "
-                                         f"use {sorted(INFERENCE_OPTIONS)} joined by '+'")
-    return parts[0], int(parts[1]), int(parts[2]), parts[3] == "static", options
+        raise refuse(f"unknown options {unknown}; use {sorted(INFERENCE_OPTIONS)} joined by '+'")
+    clash = next((pair for pair in CONTRADICTORY if pair <= set(options)), None)
+    if clash:
+        raise refuse(f"options {sorted(clash)} contradict each other")
+    if {"dequant", "4bit"} & set(options) and causal_settings(CAUSAL_CONFIGS[parts[0]])["quantization"] is None:
+        # the override would build a default 4-bit quantization and silently load a QLoRA model
+        raise refuse(f"dequant / 4bit need a quantized config; {parts[0]} is not")
+    return parts[0], beams, batch, parts[3] == "static", options
 
 
 def accumulation(options: tuple[str, ...], shipped: int) -> int:

@@ -50,8 +50,9 @@ class GreedyTokenLogProbs(LogitsProcessor):
     normalize_logits=True)`` computes from ``output_scores``, without keeping every step's
     [rows x vocabulary] fp32 scores (7.8 GB for 128 rows x 100 steps of a 152k vocabulary, then as
     much again to normalise them). Appended after transformers' own processors (generate puts
-    custom ones last for greedy search; only a final log-softmax may follow, which changes neither
-    the pick nor this value). Greedy only: sampling does not pick the highest score."""
+    custom ones after them for greedy search; only a final log-softmax, which changes neither the
+    pick nor this value, or a watermarking processor may follow: with a watermark the decoder keeps
+    ``output_scores``). Greedy only: sampling does not pick the highest score."""
 
     def __init__(self):
         self.steps: list[torch.Tensor] = []
@@ -91,7 +92,9 @@ class Generate:
         n = kwargs["num_return_sequences"]
         # greedy search: scored by a recorder instead of output_scores (beam search needs those for
         # its sequences_scores, sampling for the sampled tokens' probabilities)
-        greedy = GreedyTokenLogProbs() if kwargs["num_beams"] == 1 and not kwargs["do_sample"] else None
+        watermark = getattr(module.model.generation_config, "watermarking_config", None) is not None
+        greedy = GreedyTokenLogProbs() if kwargs["num_beams"] == 1 and not kwargs["do_sample"] and not watermark \
+            else None
         out = module.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                     use_cache=True, return_dict_in_generate=True, output_scores=greedy is None,
                                     logits_processor=LogitsProcessorList([greedy] if greedy else []),

@@ -30,7 +30,7 @@ from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.base import SummarizerBase
 from lightning_summ.models.chunked_loss import chunked_head_cross_entropy
-from lightning_summ.models.dequantize import DequantizedBase
+from lightning_summ.models.inference_weights import InferenceWeights
 from lightning_summ.models.loading import build_config, load_model, torch_dtype
 from lightning_summ.models.peft_setup import apply_lora, quantization_config
 from lightning_summ.models.settings import (EvaluationSettings, GenerationSettings, LoraSettings, OptimizerSettings,
@@ -64,9 +64,10 @@ class CausalLMSummarizer(SummarizerBase):
         merge_adapters_for_inference: for validate/test/predict outside ``fit``, merge the LoRA weights
             into the base weights (peft ``merge_adapter``) for the stage, so decoding runs one matmul
             per layer instead of base + adapter; undone when the stage ends. Same outputs up to fp
-            rounding. Without ``lora`` (a merged or full model) there is nothing to merge. With ``quantization`` only together with ``quantization.dequantize_for_inference``
-            (the adapters are then merged into the dequantized bf16 copy; merging into 4-bit weights would
-            round them); never during ``fit`` (merging and unmerging every validation would drift the
+            rounding. Without ``lora`` (a merged or full model) there is nothing to merge. With
+            ``quantization`` only together with ``quantization.dequantize_for_inference`` (the
+            adapters are merged into the dequantized bf16 copy; merging into 4-bit weights would round
+            them). Never during ``fit`` (merging and unmerging at every validation would drift the
             base weights).
         atomic_tags: add ``#Person1#``-style tags as single tokens; their new embedding rows are
             trained (peft trainable tokens) while the rest of the vocabulary stays frozen.
@@ -135,9 +136,9 @@ class CausalLMSummarizer(SummarizerBase):
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.lora, self.quantization = lora, quantization
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags
-        self.loss_chunk_size, self.merge_adapters_for_inference = loss_chunk_size, merge_adapters_for_inference
-        self._merged: list[torch.nn.Module] = []  # networks with merged adapters (merge_adapters_for_inference)
-        self._dequantized: list[DequantizedBase] = []  # quantization.dequantize_for_inference
+        self.loss_chunk_size = loss_chunk_size
+        self._inference_weights = InferenceWeights(merge_adapters_for_inference, quantization is not None and
+                                                   quantization.dequantize_for_inference, quantization is not None)
         self.device_map, self.max_memory, self.offload_folder = device_map, max_memory, offload_folder
         self.strict_loading = False  # checkpoints hold only the trainable (adapter) weights
         self.save_hyperparameters()
@@ -218,25 +219,11 @@ class CausalLMSummarizer(SummarizerBase):
     # -- inference weights: merged adapters, dequantized base (validate/test/predict outside fit) --
     def enter_inference_weights(self) -> None:
         """Merge the adapters / dequantize the 4-bit base of the model and of every soft-voting
-        member, as the settings ask (each dequantization checks the memory left after the last)."""
-        if self.quantization is None:
-            for network in (self.model, *self.members):
-                if self.merge_adapters_for_inference and isinstance(network, PeftModel) and network not in self._merged:
-                    network.merge_adapter()
-                    self._merged.append(network)
-        elif self.quantization.dequantize_for_inference and not self._dequantized:
-            for network in (self.model, *self.members):  # adapters merged into the dequantized copies
-                swap = DequantizedBase()
-                swap.apply(network, merge_adapters=self.merge_adapters_for_inference)
-                self._dequantized.append(swap)
+        member, as the settings ask (``models.inference_weights``)."""
+        self._inference_weights.enter([self.model, *self.members])
 
     def leave_inference_weights(self) -> None:
-        for network in self._merged:
-            network.unmerge_adapter()
-        self._merged.clear()
-        for swap in self._dequantized:
-            swap.restore()
-        self._dequantized.clear()
+        self._inference_weights.leave()
 
     def _enter_inference_weights(self) -> None:
         if self.trainer.state.fn != "fit":  # never during fit: merging would drift, the copy costs memory

@@ -89,7 +89,7 @@ class DequantizedBase:
 
     def __init__(self):
         self._swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
-        self._merged: list[torch.nn.Module] = []  # LoRA layers marked merged into their copy
+        self._merged: list[tuple[torch.nn.Module, list[str]]] = []  # (LoRA layer, adapters merged into its copy)
 
     def apply(self, network: torch.nn.Module, merge_adapters: bool = False) -> bool:
         """Dequantize when the copies fit in the free memory of each layer's device (and merge the
@@ -108,27 +108,33 @@ class DequantizedBase:
             setattr(parent, name, linear)
             self._swapped.append((parent, name, layer))
         if merge_adapters:
-            self._merge_adapters(network)
+            try:
+                self._merge_adapters(network)
+            except BaseException:  # e.g. out of memory in the fp32 sum: put the 4-bit layers back
+                self.restore()
+                raise
         return True
 
     def _merge_adapters(self, network: torch.nn.Module) -> None:
-        """Add every plain LoRA layer's update to its dequantized copy and mark the layer merged, so
-        peft's forward runs the copy alone (DoRA-style variants stay unmerged)."""
+        """Add each LoRA layer's update to its dequantized copy (in fp32, rounded once) and mark the
+        layer merged, so peft's forward runs the copy alone. peft runs only the base of a layer marked
+        merged, so a layer is merged whole or not at all: skipped when one of its active adapters is
+        merged already or is not plain LoRA (a DoRA-style variant, a LoRA bias)."""
         from peft.tuners.lora import LoraLayer
 
         for module in network.modules():
             if not (isinstance(module, LoraLayer) and isinstance(module.get_base_layer(), DequantizedLinear)):
                 continue
+            adapters = [a for a in module.active_adapters if a in module.lora_A]
+            if not adapters or module.merged_adapters or any(
+                    a in module.lora_variant or module.lora_bias.get(a, False) for a in adapters):
+                continue
             base = module.get_base_layer()
-            for adapter in module.active_adapters:
-                if adapter not in module.lora_A or adapter in module.lora_variant or adapter in module.merged_adapters:
-                    continue
-                with torch.no_grad():
-                    base.weight.copy_(base.weight.float() + module.get_delta_weight(adapter).float())
-                    if module.lora_bias[adapter]:
-                        base.bias.add_(module.lora_B[adapter].bias.to(base.bias.dtype))
-                module.merged_adapters.append(adapter)
-            self._merged.append(module)
+            with torch.no_grad():
+                update = sum(module.get_delta_weight(a).float() for a in adapters)
+                base.weight.copy_(base.weight.float() + update)
+            module.merged_adapters.extend(adapters)
+            self._merged.append((module, adapters))
 
     @staticmethod
     def _decline(reason: str) -> bool:
@@ -136,8 +142,9 @@ class DequantizedBase:
         return False
 
     def restore(self) -> None:
-        for module in self._merged:  # the updates lived in the copies, which are dropped
-            module.merged_adapters.clear()
+        for module, adapters in self._merged:  # the updates lived in the copies, which are dropped
+            for adapter in adapters:
+                module.merged_adapters.remove(adapter)
         self._merged.clear()
         for parent, name, layer in self._swapped:
             setattr(parent, name, layer)

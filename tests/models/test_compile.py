@@ -104,9 +104,15 @@ def test_compile_auto_is_inductor_on_cuda_and_eager_elsewhere(monkeypatch):
     assert blocks is not None and len(blocks) == 2
 
 
-def test_fit_with_compile_auto_on_a_cpu_trains_the_eager_blocks(cli_run):
+def test_fit_with_compile_auto_on_a_cpu_trains_the_eager_blocks(cli_run, monkeypatch):
+    from lightning_summ.models import base, compilation
+
+    seen = []
+    monkeypatch.setattr(base, "resolve_auto", lambda backend, device: seen.append(device) or
+                        compilation.resolve_auto(backend, device))
     torch._dynamo.reset()
     counters.clear()
     cli = cli_run("fit", "--model.init_args.compile=auto", "--trainer.max_epochs=1",
                   "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=0")
+    assert seen == ["cpu"]  # the Trainer's device reached the choice (on a GPU: "cuda", inductor)
     assert cli.model._compiled_blocks is None and counters["frames"]["ok"] == 0

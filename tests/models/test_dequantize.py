@@ -114,6 +114,39 @@ def test_adapters_merged_into_the_dequantized_copy_compute_the_unmerged_models_l
     torch.testing.assert_close(again, reference, rtol=0, atol=0)  # the 4-bit model with its adapters, unchanged
 
 
+def test_layers_merged_before_are_left_as_they_were(saved_base):
+    """Adapters someone merged into the 4-bit weights stay merged (and are not merged twice)."""
+    model = _qlora(saved_base, dequantize=False)
+    batch = model.processor.generation_batch(["#Person1#: 안녕하세요.\n#Person2#: 네, 안녕하세요."])
+    model.train()  # see test_dequantized_copy_computes_what_the_4bit_layer_computes
+    logits = lambda: model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # noqa: E731
+    with torch.no_grad():
+        model.model.merge_adapter()
+        merged = logits()
+        swap = DequantizedBase()
+        assert swap.apply(model.model, merge_adapters=True)
+        during = logits()
+        swap.restore()
+        assert all(layer.merged for layer in _lora_layers(model.model))
+        after = logits()
+    torch.testing.assert_close(during, merged, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(after, merged, rtol=0, atol=0)
+
+
+def test_a_failing_merge_puts_the_4bit_layers_back(saved_base, monkeypatch):
+    from peft.tuners.lora.bnb import Linear4bit as LoraLinear4bit
+
+    model = _qlora(saved_base, dequantize=False)
+    layers = len(four_bit_linears(model.model))
+
+    def out_of_memory(self, adapter):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+    monkeypatch.setattr(LoraLinear4bit, "get_delta_weight", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        DequantizedBase().apply(model.model, merge_adapters=True)
+    assert len(four_bit_linears(model.model)) == layers and not any(layer.merged for layer in _lora_layers(model.model))
+
+
 def test_predict_with_merged_adapters_on_the_dequantized_base_writes_the_4bit_models_summaries(saved_base, tmp_path):
     four_bit, _ = _predict(_qlora(saved_base, dequantize=False), tmp_path)
     model = _qlora(saved_base, dequantize=True, merge=True)

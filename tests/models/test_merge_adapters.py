@@ -67,3 +67,14 @@ def test_merging_into_4bit_weights_is_refused_without_a_dequantized_base():
     with pytest.raises(ConfigError, match="with model.quantization needs quantization.dequantize_for_inference"):
         CausalLMSummarizer(tokenizer=TOKENIZER, model_config={"model_type": "llama"}, lora=LoraSettings(),
                            merge_adapters_for_inference=True, quantization=QuantizationSettings())
+
+
+def test_a_model_without_adapters_has_nothing_to_merge_and_predicts_unchanged(tmp_path):
+    """A config that merges (the shipped Qwen3 ones) with --model.init_args.lora=null (a merged or
+    full model): accepted, the predict stage runs the model as it is."""
+    plain = _perturbed("llama", lora=None, generation=GenerationSettings(num_beams=1, max_new_tokens=6))
+    rows, _ = _predict(plain, tmp_path)
+    merging = _perturbed("llama", lora=None, merge_adapters_for_inference=True,
+                         generation=GenerationSettings(num_beams=1, max_new_tokens=6))
+    merged_rows, _ = _predict(merging, tmp_path)
+    assert merging._inference_weights.merged == [] and [r["summary"] for r in merged_rows] == [r["summary"] for r in rows]
