@@ -35,9 +35,10 @@ from lightning_summ.console import say
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION
 from lightning_summ.decoding.generate import Candidates
 from lightning_summ.errors import ConfigError, UserError
-from lightning_summ.io import atomic_write, read_examples
+from lightning_summ.io import read_examples
 from lightning_summ.models.evaluation import SummaryEvaluationModule
 from lightning_summ.models.settings import EvaluationSettings
+from lightning_summ.outputs import atomic_write
 from lightning_summ.processing import SummaryProcessor
 
 UPSTAGE_URL = "https://api.upstage.ai/v1"

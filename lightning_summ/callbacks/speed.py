@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_summ.console import say
-from lightning_summ.io import atomic_write
+from lightning_summ.outputs import atomic_write
 
 
 def _sync(device: torch.device) -> None:

@@ -21,8 +21,8 @@ from lightning_utilities.core.rank_zero import rank_zero_only
 
 from lightning_summ.callbacks.submission_writer import SubmissionWriter
 from lightning_summ.errors import ConfigError
-from lightning_summ.io import check_writable
 from lightning_summ.models.evaluation import read_checkpoint
+from lightning_summ.outputs import check_writable
 
 LIGHTNING_CHECKPOINT_NAMES = ("last", "best", "hpc", "registry")
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from lightning_summ.commands._args import split_options, verb_parser
 from lightning_summ.console import say
 from lightning_summ.errors import ConfigError
-from lightning_summ.io import atomic_write, read_examples, read_submission, write_examples, write_submission
+from lightning_summ.io import read_examples, read_submission, write_examples, write_submission
+from lightning_summ.outputs import atomic_write
 
 METRICS = ("r1", "r2", "rl", "rouge_mean", "rouge_sum")
 

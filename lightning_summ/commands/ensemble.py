@@ -23,7 +23,8 @@ from pathlib import Path
 from lightning_summ.commands._args import verb_parser
 from lightning_summ.console import say
 from lightning_summ.errors import ConfigError, DataError
-from lightning_summ.io import atomic_write, check_writable, read_candidates, write_submission
+from lightning_summ.io import read_candidates, write_submission
+from lightning_summ.outputs import atomic_write, check_writable
 
 
 def combine(members: list[dict[str, list[str]]], names: list[str], method: str, weights: list[float],

@@ -32,7 +32,7 @@ from typing import Iterator, Literal, Optional
 from lightning_summ.commands._args import split_options, verb_parser
 from lightning_summ.console import say
 from lightning_summ.errors import ConfigError
-from lightning_summ.io import atomic_write
+from lightning_summ.outputs import atomic_write
 
 DISTRIBUTIONS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
                  "categorical": {"choices"}}

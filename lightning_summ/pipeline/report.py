@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lightning_summ.io import atomic_write
+from lightning_summ.outputs import atomic_write
 
 SCORE_HEADER = "| R1 | R2 | RL | mean |"
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from lightning_summ.console import say
 from lightning_summ.errors import ConfigError
-from lightning_summ.io import atomic_write
+from lightning_summ.outputs import atomic_write
 
 
 def fingerprint(settings) -> str:
