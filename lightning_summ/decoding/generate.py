@@ -87,6 +87,22 @@ class Generate:
 
     name = "generate"
 
+    def __init__(self):
+        self.static_rows = 0  # rows of the largest batch decoded with a static cache so far
+
+    def _inputs(self, module, batch: dict) -> dict:
+        """The batch's ids and mask. With a static cache, a batch smaller than the largest so far (the
+        last one: batches come longest first) is filled up with copies of its last row, so that the
+        decoding step transformers compiled for that cache's batch size is reused: a new batch size
+        fails dynamo's guards and recompiles it (tens of seconds on a GPU). The copies are dropped."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if module.generation.static_cache:
+            self.static_rows = max(self.static_rows, len(ids))
+            fill = self.static_rows - len(ids)
+            if fill:
+                ids, mask = (torch.cat([t, t[-1:].expand(fill, -1)]) for t in (ids, mask))
+        return {"input_ids": ids, "attention_mask": mask}
+
     def __call__(self, module, batch: dict) -> list[Candidates]:
         kwargs = module.generation.generate_kwargs()
         n = kwargs["num_return_sequences"]
@@ -95,14 +111,15 @@ class Generate:
         watermark = getattr(module.model.generation_config, "watermarking_config", None) is not None
         greedy = GreedyTokenLogProbs() if kwargs["num_beams"] == 1 and not kwargs["do_sample"] and not watermark \
             else None
-        out = module.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+        out = module.model.generate(**self._inputs(module, batch),
                                     use_cache=True, return_dict_in_generate=True, output_scores=greedy is None,
                                     logits_processor=LogitsProcessorList([greedy] if greedy else []),
                                     **module.extra_generate_kwargs(), **kwargs)
         decoded = module.tokenizer.batch_decode(module.generated_tokens(out, batch), skip_special_tokens=True)
         texts = [t.strip() for t in decoded]
         scores = sequence_scores(module.model, out, module.tokenizer.pad_token_id, greedy)
-        return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(texts) // n)]
+        rows = len(batch["input_ids"])  # without the static cache's filler rows
+        return [list(zip(texts[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(rows)]
 
 
 class SoftVoting:

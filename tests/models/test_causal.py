@@ -198,6 +198,29 @@ def test_static_cache_reaches_generate_and_gives_the_same_candidates(num_beams):
     assert seen == ["static"]
 
 
+def test_a_smaller_last_batch_reuses_the_static_cache_decoding_graph():
+    """transformers compiles the static-cache decoding step (on CUDA; forced here on the CPU with the
+    eager backend): the last, smaller batch is filled up to the batch size already compiled for, so
+    dynamo does not recompile, and its candidates are those of the batch decoded alone."""
+    from torch._dynamo.utils import counters
+    from transformers.generation.configuration_utils import CompileConfig
+
+    settings = dict(num_beams=1, max_new_tokens=4, min_new_tokens=4)
+    dynamic = tiny("qwen3", generation=GenerationSettings(**settings)).eval()
+    static = tiny("qwen3", generation=GenerationSettings(**settings, static_cache=True)).eval()
+    static.load_state_dict(dynamic.state_dict())
+    config = CompileConfig(backend="eager")
+    config._compile_all_devices = True  # transformers compiles on CUDA only by default
+    static.model.generation_config.compile_config = config
+    rows = [(DIALOGUE, None), ("#Person1#: 네.", None), ("#Person1#: 내일 봐요.", None)]
+    full, last = (dynamic.processor.collator(True)(feats(dynamic, part, True)) for part in (rows, rows[:2]))
+    torch._dynamo.reset()
+    static.generate_candidates(full)
+    counters.clear()
+    assert static.generate_candidates(last) == dynamic.generate_candidates(last)
+    assert counters["frames"]["total"] == 0  # nothing compiled again
+
+
 def test_padding_to_a_multiple_changes_shapes_not_the_loss_or_the_summaries():
     model = tiny("qwen3", generation=GenerationSettings(num_beams=2, max_new_tokens=4, min_new_tokens=4)).eval()
     pairs = [(DIALOGUE, SUMMARY), ("#Person1#: 네.", "#Person1#는 대답합니다.")]
