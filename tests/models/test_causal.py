@@ -215,10 +215,13 @@ def test_a_smaller_last_batch_reuses_the_static_cache_decoding_graph():
     rows = [(DIALOGUE, None), ("#Person1#: 네.", None), ("#Person1#: 내일 봐요.", None)]
     full, last = (dynamic.processor.collator(True)(feats(dynamic, part, True)) for part in (rows, rows[:2]))
     torch._dynamo.reset()
-    static.generate_candidates(full)
-    counters.clear()
-    assert static.generate_candidates(last) == dynamic.generate_candidates(last)
-    assert counters["frames"]["total"] == 0  # nothing compiled again
+    try:
+        static.generate_candidates(full)
+        counters.clear()
+        assert static.generate_candidates(last) == dynamic.generate_candidates(last)
+        assert counters["frames"]["total"] == 0  # nothing compiled again
+    finally:
+        torch._dynamo.reset()  # compiled frames would linger into later tests
 
 
 def test_padding_to_a_multiple_changes_shapes_not_the_loss_or_the_summaries():
@@ -229,4 +232,9 @@ def test_padding_to_a_multiple_changes_shapes_not_the_loss_or_the_summaries():
     assert torch.allclose(model.compute_loss(train), model.compute_loss(padded_train), atol=1e-5)
     gen, padded_gen = (model.processor.collator(True, m)(feats(model, pairs, True)) for m in (1, 64))
     assert padded_gen["input_ids"].shape[1] % 64 == 0
-    assert model.generate_candidates(gen) == model.generate_candidates(padded_gen)
+    plain, padded = model.generate_candidates(gen), model.generate_candidates(padded_gen)
+    assert [[text for text, _ in row] for row in plain] == [[text for text, _ in row] for row in padded]
+    # scores equal up to fp32 rounding: other shapes may sum in another order (they differed in the
+    # 7th digit depending on which tests ran before)
+    torch.testing.assert_close(torch.tensor([[s for _, s in row] for row in plain]),
+                               torch.tensor([[s for _, s in row] for row in padded]), rtol=1e-5, atol=1e-6)
