@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decodes", nargs="+", choices=DECODES, default=list(DECODES))
     parser.add_argument("--result", required=True, help="JSON file for this variant's result")
     args = parser.parse_args(argv)
-    side, options = parse_variant(args.variant)
+    try:
+        side, options = parse_variant(args.variant)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"--variant: {error}")
     for name in ("train", "test", "tokenizer", "result"):  # the CLI runs in another directory
         if Path(getattr(args, name)).exists() or name == "result":
             setattr(args, name, str(Path(getattr(args, name)).resolve()))

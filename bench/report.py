@@ -17,6 +17,7 @@ import torch
 
 import common  # noqa: F401 - before lightning_summ: puts this checkout's package first on sys.path
 from lightning_summ.io import read_submission
+from lightning_summ.outputs import atomic_write
 
 PEAK_TFLOPS = 790.0  # bf16 dense matmul measured on this H200 (../.library/device/KINDS.md)
 SPEED_COLUMNS = ("| workload | setting | ours samples/s | HF samples/s | ratio | ours tokens/s | HF tokens/s "
@@ -42,9 +43,12 @@ class Report:
         return f"{self.data['date']} on {self.data['gpu']}, {self.data['versions']}"
 
     def save(self, lines: list[str]) -> None:
-        """The JSON with every row so far, and ``lines`` as the Markdown file."""
-        self.path.with_suffix(".json").write_text(json.dumps(self.data, indent=2))
-        self.path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        """The JSON with every row so far, and ``lines`` as the Markdown file; each written atomically,
+        so a command killed at its time limit leaves the last complete tables."""
+        with atomic_write(self.path.with_suffix(".json")) as f:
+            f.write(json.dumps(self.data, indent=2))
+        with atomic_write(self.path.with_suffix(".md")) as f:
+            f.write("\n".join(lines) + "\n")
 
     def add(self, row: dict) -> None:
         self.data["rows"].append(row)
