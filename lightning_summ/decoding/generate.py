@@ -82,21 +82,38 @@ def sequence_scores(model, out, pad_id: Optional[int], greedy: Optional[GreedyTo
     return _mean_over_generated(steps, out.sequences, pad_id)
 
 
+def compiles_static_decoding(model) -> bool:
+    """Whether transformers compiles the static-cache decoding step of ``model`` (its own rule in
+    ``_valid_auto_compile_criteria``: a CUDA/XPU device or a ``compile_config`` for every device, and
+    no quantizer, which a dequantized QLoRA base keeps)."""
+    config = model.generation_config
+    compile_config = getattr(config, "compile_config", None)
+    on_device = model.device.type in ("cuda", "xpu") or bool(getattr(compile_config, "_compile_all_devices", False))
+    return on_device and not getattr(config, "disable_compile", False) and getattr(model, "hf_quantizer", None) is None
+
+
 class Generate:
     """transformers' ``model.generate`` with the module's generation settings."""
 
     name = "generate"
 
     def __init__(self):
-        self.static_rows = 0  # rows of the largest batch decoded with a static cache so far
+        self.static_rows = 0  # rows of the largest batch of the current stage decoded with a static cache
+        self._stage: Optional[tuple] = None
 
     def _inputs(self, module, batch: dict) -> dict:
-        """The batch's ids and mask. With a static cache, a batch smaller than the largest so far (the
-        last one: batches come longest first) is filled up with copies of its last row, so that the
-        decoding step transformers compiled for that cache's batch size is reused: a new batch size
-        fails dynamo's guards and recompiles it (tens of seconds on a GPU). The copies are dropped."""
+        """The batch's ids and mask. When transformers compiles the static-cache decoding step, a batch
+        of a Trainer stage smaller than the stage's largest so far (the last one: validate/test/predict
+        batches come longest first) is filled up with copies of its last row, so that the compiled step
+        is reused: a new batch size fails dynamo's guards and recompiles it (tens of seconds on a GPU).
+        The copies are dropped after. Batches outside a Trainer stage (``serve``'s, of any size) are
+        left as they are."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        if module.generation.static_cache:
+        trainer = getattr(module, "_trainer", None)
+        if module.generation.static_cache and trainer is not None and compiles_static_decoding(module.model):
+            stage = (id(trainer), trainer.state.stage)
+            if stage != self._stage:  # a new stage starts again from its own largest batch
+                self._stage, self.static_rows = stage, 0
             self.static_rows = max(self.static_rows, len(ids))
             fill = self.static_rows - len(ids)
             if fill:

@@ -142,10 +142,11 @@ class DequantizedBase:
         return False
 
     def restore(self) -> None:
-        for module, adapters in self._merged:  # the updates lived in the copies, which are dropped
-            for adapter in adapters:
-                module.merged_adapters.remove(adapter)
-        self._merged.clear()
-        for parent, name, layer in self._swapped:
-            setattr(parent, name, layer)
-        self._swapped.clear()
+        try:
+            for module, adapters in self._merged:  # the updates lived in the copies, which are dropped
+                module.merged_adapters[:] = [a for a in module.merged_adapters if a not in adapters]
+        finally:  # the 4-bit layers go back whatever happened to the marks
+            self._merged.clear()
+            for parent, name, layer in self._swapped:
+                setattr(parent, name, layer)
+            self._swapped.clear()

@@ -18,7 +18,8 @@ from lightning_summ.models.dequantize import DequantizedBase
 
 class InferenceWeights:
     """Merged adapters and/or a dequantized base for a set of networks (the model and its
-    soft-voting members), entered once and left once."""
+    soft-voting members): entered at the start of each inference stage (entering again is a no-op)
+    and left at its end."""
 
     def __init__(self, merge_adapters: bool, dequantize: bool, quantized: bool):
         self.merge_adapters, self.dequantize, self.quantized = merge_adapters, dequantize, quantized
@@ -30,8 +31,8 @@ class InferenceWeights:
         if not self.quantized:
             for network in networks:  # a network without adapters (lora: null) has nothing to merge
                 if self.merge_adapters and isinstance(network, PeftModel) and network not in self.merged:
+                    self.merged.append(network)  # first: a merge that fails half-way is still undone by leave()
                     network.merge_adapter()
-                    self.merged.append(network)
         elif self.dequantize and not self.dequantized:
             for network in networks:  # adapters merged into the dequantized copies
                 swap = DequantizedBase()

@@ -62,8 +62,10 @@ class GenerationSettings(_Checked):
         static_cache: preallocate the key/value cache (transformers' ``cache_implementation="static"``).
             On a CUDA GPU transformers then compiles the decoding step (``torch.compile``, CUDA graphs):
             a one-time compile per model, then far less per-token overhead; the same outputs as the
-            dynamic cache in our (CPU) tests. Not for 4-bit (QLoRA) models, which transformers does
-            not compile, nor for soft voting.
+            dynamic cache in our (CPU) tests. Within validate/test/predict the last, smaller batch is
+            filled up to the compiled batch size (copies of a row, dropped after) instead of
+            recompiling. Not for 4-bit (QLoRA) models, which transformers does not compile, nor for
+            soft voting.
     """
 
     num_beams: int = 4

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import Trainer
 
 from lightning_summ.data.collate import position_ids_for
 from lightning_summ.errors import ConfigError
@@ -200,8 +203,9 @@ def test_static_cache_reaches_generate_and_gives_the_same_candidates(num_beams):
 
 def test_a_smaller_last_batch_reuses_the_static_cache_decoding_graph():
     """transformers compiles the static-cache decoding step (on CUDA; forced here on the CPU with the
-    eager backend): the last, smaller batch is filled up to the batch size already compiled for, so
-    dynamo does not recompile, and its candidates are those of the batch decoded alone."""
+    eager backend): in a Trainer stage the last, smaller batch is filled up to the batch size already
+    compiled for, so dynamo does not recompile, and its candidates are those of the batch decoded
+    alone; outside a stage (serve) batches are decoded as they come."""
     from torch._dynamo.utils import counters
     from transformers.generation.configuration_utils import CompileConfig
 
@@ -215,11 +219,18 @@ def test_a_smaller_last_batch_reuses_the_static_cache_decoding_graph():
     rows = [(DIALOGUE, None), ("#Person1#: 네.", None), ("#Person1#: 내일 봐요.", None)]
     full, last = (dynamic.processor.collator(True)(feats(dynamic, part, True)) for part in (rows, rows[:2]))
     torch._dynamo.reset()
+    counters.clear()
     try:
-        static.generate_candidates(full)
-        counters.clear()
-        assert static.generate_candidates(last) == dynamic.generate_candidates(last)
+        with patch.object(static, "_trainer", Trainer(logger=False, enable_progress_bar=False), create=True):
+            static.generate_candidates(full)
+            assert counters["frames"]["total"] > 0  # the decoding step really was compiled
+            counters.clear()
+            filled = static.generate_candidates(last)
         assert counters["frames"]["total"] == 0  # nothing compiled again
+        assert filled == dynamic.generate_candidates(last)
+        counters.clear()
+        static.generate_candidates(last)  # outside a Trainer stage (serve): not filled, so compiled anew
+        assert counters["frames"]["total"] > 0
     finally:
         torch._dynamo.reset()  # compiled frames would linger into later tests
 

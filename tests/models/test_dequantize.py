@@ -139,9 +139,14 @@ def test_a_failing_merge_puts_the_4bit_layers_back(saved_base, monkeypatch):
     model = _qlora(saved_base, dequantize=False)
     layers = len(four_bit_linears(model.model))
 
-    def out_of_memory(self, adapter):
-        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-    monkeypatch.setattr(LoraLinear4bit, "get_delta_weight", out_of_memory)
+    calls, original = [], LoraLinear4bit.get_delta_weight
+
+    def out_of_memory_at_the_third(self, adapter):  # two layers merged and marked, then the failure
+        calls.append(adapter)
+        if len(calls) == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self, adapter)
+    monkeypatch.setattr(LoraLinear4bit, "get_delta_weight", out_of_memory_at_the_third)
     with pytest.raises(torch.OutOfMemoryError):
         DequantizedBase().apply(model.model, merge_adapters=True)
     assert len(four_bit_linears(model.model)) == layers and not any(layer.merged for layer in _lora_layers(model.model))
