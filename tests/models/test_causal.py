@@ -30,10 +30,19 @@ SUMMARY = "#Person2#는 #Person1#에게 저녁으로 국수를 제안합니다."
 def tiny(family="llama", **kwargs) -> CausalLMSummarizer:
     kwargs.setdefault("lora", LoraSettings(r=4, alpha=8, dropout=0.0))
     kwargs.setdefault("max_length", 256)
+    torch.manual_seed(0)  # the same weights whichever tests ran before
     model = CausalLMSummarizer(tokenizer=TOKENIZER, model_config=FAMILIES[family], dtype="float32", **kwargs)
     model.processor.fit_tags()
     model.configure_model()
     return model
+
+
+def assert_same_candidates(ours, expected):
+    """The same texts, and scores equal up to fp32 rounding (other shapes or cache layouts may sum in
+    another order: the 7th digit moved between static and dynamic caches for some weights)."""
+    assert [[text for text, _ in row] for row in ours] == [[text for text, _ in row] for row in expected]
+    torch.testing.assert_close(torch.tensor([[s for _, s in row] for row in ours]),
+                               torch.tensor([[s for _, s in row] for row in expected]), rtol=1e-5, atol=1e-6)
 
 
 def feats(model, pairs, for_generation):
@@ -197,7 +206,7 @@ def test_static_cache_reaches_generate_and_gives_the_same_candidates(num_beams):
     seen = []
     original = static.model.generate
     static.model.generate = lambda **kw: seen.append(kw.get("cache_implementation")) or original(**kw)
-    assert static.generate_candidates(batch) == dynamic.generate_candidates(batch)
+    assert_same_candidates(static.generate_candidates(batch), dynamic.generate_candidates(batch))
     assert seen == ["static"]
 
 
@@ -227,7 +236,7 @@ def test_a_smaller_last_batch_reuses_the_static_cache_decoding_graph():
             counters.clear()
             filled = static.generate_candidates(last)
         assert counters["frames"]["total"] == 0  # nothing compiled again
-        assert filled == dynamic.generate_candidates(last)
+        assert_same_candidates(filled, dynamic.generate_candidates(last))
         counters.clear()
         static.generate_candidates(last)  # outside a Trainer stage (serve): not filled, so compiled anew
         assert counters["frames"]["total"] > 0
@@ -243,9 +252,4 @@ def test_padding_to_a_multiple_changes_shapes_not_the_loss_or_the_summaries():
     assert torch.allclose(model.compute_loss(train), model.compute_loss(padded_train), atol=1e-5)
     gen, padded_gen = (model.processor.collator(True, m)(feats(model, pairs, True)) for m in (1, 64))
     assert padded_gen["input_ids"].shape[1] % 64 == 0
-    plain, padded = model.generate_candidates(gen), model.generate_candidates(padded_gen)
-    assert [[text for text, _ in row] for row in plain] == [[text for text, _ in row] for row in padded]
-    # scores equal up to fp32 rounding: other shapes may sum in another order (they differed in the
-    # 7th digit depending on which tests ran before)
-    torch.testing.assert_close(torch.tensor([[s for _, s in row] for row in plain]),
-                               torch.tensor([[s for _, s in row] for row in padded]), rtol=1e-5, atol=1e-6)
+    assert_same_candidates(model.generate_candidates(gen), model.generate_candidates(padded_gen))
