@@ -19,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
 from lightning.pytorch import Callback
 
 import common  # noqa: F401 - before lightning_summ: puts this checkout's package first on sys.path
@@ -66,6 +67,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a tiny Qwen3 (CPU smoke test)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    init = yaml.safe_load((REPO / args.config).read_text())["model"]["init_args"]
+    if not init.get("lora"):  # both runs switch LoRA dropout off, so that they draw no random masks
+        parser.error(f"--config {args.config}: not a LoRA/QLoRA config (model.init_args.lora is not set)")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     materialize(args)  # the random-weight Qwen3 (real shapes, or tiny) both runs load
     (eager, _), (compiled, blocks) = fit_losses(args, "false"), fit_losses(args, args.backend)

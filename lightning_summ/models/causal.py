@@ -80,13 +80,9 @@ class CausalLMSummarizer(SummarizerBase):
         trust_remote_code: allow code from the model repository to run.
         ensemble_checkpoints: other checkpoints of this config (e.g. fold adapters) to decode with by
             soft voting (validate/test/predict; each member loads its own copy of the base model).
-        compile: ``torch.compile`` each transformer block for training steps (regional compilation,
-            see ``lightning_summ.models.compilation``): ``true`` (inductor), ``auto`` (inductor when
-            training on CUDA, eager on a CPU) or a backend's name (``cudagraphs``, ``aot_eager``...);
-            validation and generation stay eager. The first
-            step pays the compile, and each new batch shape may recompile (shapes become dynamic
-            after the second): it pays when batch shapes are few (``pad_to_multiple_of``, packing
-            with a token budget). The same loss and gradients up to fp rounding.
+        compile: compiled transformer blocks for training steps: ``true`` (inductor), ``auto``
+            (inductor on CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when
+            it pays: ``lightning_summ.models.compilation``.
     """
 
     def __init__(
@@ -137,8 +133,7 @@ class CausalLMSummarizer(SummarizerBase):
         self.lora, self.quantization = lora, quantization
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags
         self.loss_chunk_size = loss_chunk_size
-        self._inference_weights = InferenceWeights(merge_adapters_for_inference, quantization is not None and
-                                                   quantization.dequantize_for_inference, quantization is not None)
+        self._inference_weights = InferenceWeights(merge_adapters_for_inference, quantization)
         self.device_map, self.max_memory, self.offload_folder = device_map, max_memory, offload_folder
         self.strict_loading = False  # checkpoints hold only the trainable (adapter) weights
         self.save_hyperparameters()

@@ -11,7 +11,11 @@ token-budget batches and ``pad_to_multiple_of`` lengths do not recompile without
 
 The compiled blocks run only while they are in training mode: validation and generation
 (``eval()``) use the eager blocks, where a growing key/value cache would make a new shape at
-every step (``generation.static_cache`` is the compiled path for decoding).
+every step (``generation.static_cache`` is the compiled path for decoding). The first steps pay
+the compile (``SpeedMonitor`` reports them apart as ``train_warmup``), so it pays when batch shapes
+are few (``data.pad_to_multiple_of``, packing with a token budget); loss and gradients are the
+eager ones up to fp rounding. ``auto`` compiles with inductor when training on CUDA only: on a
+CPU, inductor's C++ compile of every block costs more than a short run gains.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``quantization.dequantize_for_inference``: QLoRA decoding on a dequantized copy of the base.
 
 A 4-bit base layer dequantizes its weight again for every matmul, and decoding runs hundreds of
-small matmuls per token; QLoRA generation measured only 1.07x HF on the H200, against 1.6-2.8x for
-bf16 models, which points at that per-matmul work (the gain of this option is not measured yet).
+small matmuls per token: QLoRA greedy generation measured 1.07x HF on the H200 with the 4-bit base,
+1.79x with the dequantized base and merged adapters (``bench/NOTES.md``).
 For validate/test/predict outside ``fit`` (and ``serve``), every ``bitsandbytes`` 4-bit linear is
 replaced by a linear holding its weight dequantized into the compute dtype — the values the 4-bit
 matmul computes with, so the same outputs up to the matmul's rounding — if the free GPU memory of

@@ -10,10 +10,13 @@ unmerging at every validation would drift the base weights, and the copies cost 
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from peft import PeftModel
 
 from lightning_summ.models.dequantize import DequantizedBase
+from lightning_summ.models.settings import QuantizationSettings
 
 
 class InferenceWeights:
@@ -21,8 +24,9 @@ class InferenceWeights:
     soft-voting members): entered at the start of each inference stage (entering again is a no-op)
     and left at its end."""
 
-    def __init__(self, merge_adapters: bool, dequantize: bool, quantized: bool):
-        self.merge_adapters, self.dequantize, self.quantized = merge_adapters, dequantize, quantized
+    def __init__(self, merge_adapters: bool, quantization: Optional[QuantizationSettings]):
+        self.merge_adapters, self.quantized = merge_adapters, quantization is not None
+        self.dequantize = self.quantized and quantization.dequantize_for_inference
         self.merged: list[torch.nn.Module] = []  # networks whose adapters peft merged
         self.dequantized: list[DequantizedBase] = []
 

@@ -35,13 +35,9 @@ class Seq2SeqSummarizer(SummarizerBase):
         ensemble_checkpoints: other checkpoints of this same config (e.g. the k-fold models) to
             decode with by soft voting: one beam search on the mean of all models' next-token
             log-probabilities (validate/test/predict only; the ``--ckpt_path`` model is the first member).
-        compile: ``torch.compile`` each transformer block for training steps (regional compilation,
-            see ``lightning_summ.models.compilation``): ``true`` (inductor), ``auto`` (inductor when
-            training on CUDA, eager on a CPU) or a backend's name (``cudagraphs``, ``aot_eager``...);
-            validation and generation stay eager. The first
-            step pays the compile, and each new batch shape may recompile (shapes become dynamic
-            after the second): it pays when batch shapes are few (``pad_to_multiple_of``, packing
-            with a token budget). The same loss and gradients up to fp rounding.
+        compile: compiled transformer blocks for training steps: ``true`` (inductor), ``auto``
+            (inductor on CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when
+            it pays: ``lightning_summ.models.compilation``.
     """
 
     def __init__(
