@@ -41,6 +41,8 @@ import quality_ours
 from quality_hf import HF_OPTIONS, RECIPE
 from quality_ours import OURS_OPTIONS
 
+from lightning_summ.outputs import atomic_write
+
 DECODES = ("free", "forced")
 
 
@@ -130,10 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     run_variant = quality_ours.run_variant if side == "ours" else quality_hf.run_variant
     result = run_variant(args, work, options)
-    tmp = Path(f"{args.result}.tmp")
-    tmp.write_text(json.dumps({"variant": args.variant, "started": started, "budget_s": args.budget_s, **result},
-                              indent=2))
-    tmp.replace(args.result)
+    with atomic_write(args.result) as f:
+        json.dump({"variant": args.variant, "started": started, "budget_s": args.budget_s, **result}, f, indent=2)
 
 
 if __name__ == "__main__":
