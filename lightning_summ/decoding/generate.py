@@ -12,9 +12,9 @@ from contextlib import nullcontext
 from typing import Optional, Protocol
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from lightning_summ.decoding.attention import packed_gqa_decoding
 from lightning_summ.decoding.soft_voting import soft_voting_beam_search
 from lightning_summ.errors import ConfigError
 
@@ -28,20 +28,6 @@ class Decoder(Protocol):
     name: str
 
     def __call__(self, module, batch: dict) -> list[Candidates]: ...
-
-
-def attention_for_generation(static_cache: bool, device: torch.device):
-    """The attention kernels generation may use.
-
-    A growing (dynamic) key/value cache gives attention a new shape at every decoding step, and
-    cuDNN attention builds an execution plan for each new shape (~50-100 ms on an H200, against
-    ~0.4 ms per call once planned: ``bench/results/sdpa_new_shapes.json``). So without a static
-    cache, generation on CUDA (``generate`` and soft voting's own loop) uses the flash /
-    memory-efficient kernels; a static cache keeps one shape per batch and keeps cuDNN.
-    """
-    if static_cache or device.type != "cuda":
-        return nullcontext()
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 class GreedyTokenLogProbs(LogitsProcessor):
@@ -128,10 +114,12 @@ class Generate:
         watermark = getattr(module.model.generation_config, "watermarking_config", None) is not None
         greedy = GreedyTokenLogProbs() if kwargs["num_beams"] == 1 and not kwargs["do_sample"] and not watermark \
             else None
-        out = module.model.generate(**self._inputs(module, batch),
-                                    use_cache=True, return_dict_in_generate=True, output_scores=greedy is None,
-                                    logits_processor=LogitsProcessorList([greedy] if greedy else []),
-                                    **module.extra_generate_kwargs(), **kwargs)
+        # a static cache's decoding step is compiled by transformers: its attention is left as it is
+        with nullcontext() if module.generation.static_cache else packed_gqa_decoding([module.model]):
+            out = module.model.generate(**self._inputs(module, batch),
+                                        use_cache=True, return_dict_in_generate=True, output_scores=greedy is None,
+                                        logits_processor=LogitsProcessorList([greedy] if greedy else []),
+                                        **module.extra_generate_kwargs(), **kwargs)
         decoded = module.tokenizer.batch_decode(module.generated_tokens(out, batch), skip_special_tokens=True)
         texts = [t.strip() for t in decoded]
         scores = sequence_scores(module.model, out, module.tokenizer.pad_token_id, greedy)
@@ -156,12 +144,17 @@ class SoftVoting:
         config = module.model.generation_config
         for member in self.members:  # not submodules, so Lightning does not move them
             member.to(device=module.device)
-        results = soft_voting_beam_search(
+        with packed_gqa_decoding([module.model, *self.members]):
+            results = self._search(module, batch, config)
+        decode = lambda ids: module.tokenizer.decode(ids, skip_special_tokens=True).strip()  # noqa: E731
+        return [[(decode(ids), score) for ids, score in row] for row in results]
+
+    def _search(self, module, batch: dict, config) -> list:
+        g = module.generation
+        return soft_voting_beam_search(
             [module.model, *self.members], batch["input_ids"], batch["attention_mask"],
             decoder_start_token_id=module.decoder_start_token_id, eos_token_id=module.eos_token_ids(),
             num_beams=max(g.num_beams, 1), max_new_tokens=g.max_new_tokens, min_new_tokens=g.min_new_tokens,
             length_penalty=g.length_penalty, repetition_penalty=g.repetition_penalty,
             no_repeat_ngram_size=g.no_repeat_ngram_size, num_return_sequences=g.num_return_sequences,
             forced_bos_token_id=config.forced_bos_token_id, forced_eos_token_id=config.forced_eos_token_id)
-        decode = lambda ids: module.tokenizer.decode(ids, skip_special_tokens=True).strip()  # noqa: E731
-        return [[(decode(ids), score) for ids, score in row] for row in results]

@@ -17,7 +17,8 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_summ.decoding.generate import Candidates, attention_for_generation
+from lightning_summ.decoding.attention import attention_for_generation
+from lightning_summ.decoding.generate import Candidates
 from lightning_summ.errors import ConfigError
 from lightning_summ.metrics.rouge import SummaryRouge
 from lightning_summ.models.settings import EvaluationSettings

@@ -191,7 +191,7 @@ def test_static_cache_gives_the_same_beam_search_and_is_refused_by_soft_voting()
 
 
 def test_dynamic_cache_generation_on_cuda_avoids_cudnn_attention_and_static_keeps_it():
-    from lightning_summ.decoding.generate import attention_for_generation
+    from lightning_summ.decoding.attention import attention_for_generation
 
     assert torch.backends.cuda.cudnn_sdp_enabled()
     with attention_for_generation(False, torch.device("cuda")):

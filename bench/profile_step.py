@@ -1,0 +1,212 @@
+"""Where a training step's (or a generation batch's) time goes: ``torch.profiler`` around a window of
+steps of one shipped config run through ``lightning_summ fit`` / ``predict``.
+
+The issue behind it: every workload left the H200 idle most of the time. This answers "idle on
+what?" with numbers, per profiled step: the wall time, the time the GPU spent in kernels (its busy
+share of the wall), how many kernels and CUDA graphs were launched, how many host-device
+synchronisations there were, and the operators that cost the most host time and GPU time.
+
+    # KoBART at batch 32, eager and with compiled blocks (kind nvidia-h200)
+    python3 bench/profile_step.py --config configs/kobart.yaml --data $D/dev.csv --tokenizer $D/tokenizer-ko-30k \\
+        --out $OUT/kobart --variant eager= --variant compile=--model.init_args.compile=true
+    # CPU smoke test (tiny model)
+    python bench/profile_step.py --tiny --config configs/kobart.yaml --data lightning_summ/sample_data/dev.csv \\
+        --tokenizer lightning_summ/assets/quickstart-tokenizer --warmup 1 --steps 2 --out /tmp/prof
+
+"Step" is one batch (a micro-batch under gradient accumulation). Each ``--variant NAME=OVERRIDES`` is one run (overrides separated by spaces, as on the command line);
+results: ``profile_step.json`` and a table on stdout (``profile_step.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from lightning.pytorch import Callback
+from torch.autograd import DeviceType
+
+import common  # noqa: F401 - before lightning_summ: puts this checkout's package first on sys.path
+from common import REPO, sync
+from lightning_summ.outputs import atomic_write
+
+# Host-side CUDA runtime/driver calls that launch work or wait for the device, by what they are.
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
+GRAPH_LAUNCHES = ("cudaGraphLaunch", "cuGraphLaunch")
+SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cuStreamSynchronize")
+
+
+class ProfileWindow(Callback):
+    """Profiles batches ``warmup`` .. ``warmup + steps - 1`` of the first stage it sees (train or predict)."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps, self.seen = warmup, steps, 0
+        self.profiler, self.wall_s, self.plain_s, self._t_plain = None, None, None, None
+
+    def _start(self) -> None:
+        if self.seen == self.warmup - self.steps:  # the same number of batches, unprofiled, just before
+            sync()
+            self._t_plain = time.perf_counter()
+        if self.seen == self.warmup:
+            sync()
+            self.plain_s = time.perf_counter() - self._t_plain if self.warmup >= self.steps else None
+            sync()
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
+            self._t0 = time.perf_counter()
+
+    def _end(self) -> None:
+        self.seen += 1
+        if self.profiler is not None and self.wall_s is None and self.seen == self.warmup + self.steps:
+            sync()
+            self.wall_s = time.perf_counter() - self._t0
+            self.profiler.__exit__(None, None, None)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._end()
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._start()
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._end()
+
+
+def _device_us(event) -> float:
+    """An operator's own GPU time in microseconds (the attribute's name changed across torch versions)."""
+    for name in ("self_device_time_total", "self_cuda_time_total"):
+        if hasattr(event, name):
+            return float(getattr(event, name))
+    return 0.0
+
+
+def summarise(window: ProfileWindow, top: int) -> dict:
+    """Per-step figures and the top operators of the profiled window."""
+    if window.wall_s is None:
+        raise SystemExit(f"profile_step: the run ended before {window.warmup + window.steps} batches "
+                         f"(saw {window.seen}); use fewer --warmup/--steps or more data")
+    averages = window.profiler.key_averages()
+    by_name = {e.key: e for e in averages}
+    count = lambda names: sum(by_name[n].count for n in names if n in by_name)  # noqa: E731
+    # What torch's own table sums as "Self CUDA time total": the device-side events (kernels,
+    # copies), not the host operators that launched them (those carry the same time again).
+    host = [e for e in averages if e.device_type == DeviceType.CPU]
+    device = [e for e in averages if e.device_type != DeviceType.CPU and not getattr(e, "is_user_annotation", False)]
+    kernel_ms = sum(_device_us(e) for e in device) / 1e3
+    wall_ms, steps = window.wall_s * 1e3, window.steps
+
+    def rows(events, key) -> list[dict]:
+        ranked = sorted(events, key=key, reverse=True)[:top]
+        return [{"op": e.key, "calls_per_step": round(e.count / steps, 1),
+                 "self_cpu_ms_per_step": round(e.self_cpu_time_total / 1e3 / steps, 3),
+                 "self_gpu_ms_per_step": round(_device_us(e) / 1e3 / steps, 3)} for e in ranked]
+
+    plain = round(window.plain_s * 1e3 / steps, 2) if window.plain_s is not None else None
+    return {"steps": steps, "wall_ms_per_step": round(wall_ms / steps, 2), "unprofiled_wall_ms_per_step": plain,
+            "gpu_kernel_ms_per_step": round(kernel_ms / steps, 2),
+            "gpu_busy_share": round(kernel_ms / wall_ms, 3) if wall_ms else None,
+            "kernel_launches_per_step": round(count(LAUNCHES) / steps, 1),
+            "graph_launches_per_step": round(count(GRAPH_LAUNCHES) / steps, 1),
+            "syncs_per_step": round(count(SYNCS) / steps, 1),
+            "top_host": rows(host, lambda e: e.self_cpu_time_total), "top_gpu": rows(device, _device_us)}
+
+
+def materialize(args) -> str:
+    """The random-weight model of the config's family, saved once; its directory."""
+    init = yaml.safe_load((REPO / args.config).read_text())["model"]["init_args"]
+    if "max_source_length" in init:  # a seq2seq (BART) config
+        from kobart_group import BART_BASE, TINY_BART, materialize_seq2seq
+        materialize_seq2seq(args, TINY_BART if args.tiny else BART_BASE)  # sets args.model_dir
+    else:
+        from causal_groups import materialize as materialize_causal
+        args.model_dir = args.model_dir or str(Path(args.scratch) / "random-causal")
+        materialize_causal(args)
+    return args.model_dir
+
+
+def profile(args, overrides: list[str]) -> dict:
+    """One run of the config with ``overrides``, profiled over the window."""
+    from lightning_summ.commands.lightning import run_cli
+
+    stage = "fit" if args.stage == "train" else "predict"
+    argv = ["--config", str(REPO / args.config), f"--model.init_args.pretrained={args.model_dir}",
+            f"--data.train_path={args.data}", f"--data.val_path={args.data}", f"--data.predict_path={args.data}",
+            "--data.num_workers=0", "--trainer.logger=false", "--trainer.enable_checkpointing=false",
+            "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]", f"--trainer.default_root_dir={args.scratch}",
+            "--trainer.limit_val_batches=0", "--model.init_args.evaluation.rouge_tokenizer=whitespace",
+            f"--trainer.max_steps={args.warmup + args.steps}", "--trainer.max_epochs=1000",
+            f"--trainer.limit_predict_batches={args.warmup + args.steps}",
+            f"--submission.output_path={Path(args.scratch) / 'predictions.csv'}", *overrides]
+    cli = run_cli(argv, run=False)
+    window = ProfileWindow(args.warmup, args.steps)
+    cli.trainer.callbacks.append(window)
+    if stage == "fit":
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    else:
+        cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
+    return summarise(window, args.top)
+
+
+def table(results: dict) -> str:
+    lines = ["| variant | wall ms/step (unprofiled) | wall ms/step | GPU kernel ms/step | GPU busy | kernel launches/step | graph launches/step | syncs/step |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['unprofiled_wall_ms_per_step']} | {r['wall_ms_per_step']} | {r['gpu_kernel_ms_per_step']} | {r['gpu_busy_share']:.1%} "
+                     f"| {r['kernel_launches_per_step']} | {r['graph_launches_per_step']} | {r['syncs_per_step']} |")
+    for name, r in results.items():
+        for title, key in (("host time", "top_host"), ("GPU time (kernels)", "top_gpu")):
+            lines += ["", f"{name}: top operators by {title} (per step)", "| op | calls | self host ms | self GPU ms |",
+                      "|---|---|---|---|"]
+            lines += [f"| {o['op'][:70]} | {o['calls_per_step']} | {o['self_cpu_ms_per_step']} | {o['self_gpu_ms_per_step']} |"
+                      for o in r[key]]
+    return "\n".join(lines)
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, sep, overrides = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--variant '{text}': use NAME=OVERRIDES (OVERRIDES may be empty)")
+    return name, overrides.split()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="a shipped config (configs/*.yaml)")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--tokenizer", required=True)
+    parser.add_argument("--stage", choices=["train", "predict"], default="train",
+                        help="profile training steps (fit) or generation batches (predict)")
+    parser.add_argument("--variant", type=parse_variant, action="append",
+                        help="NAME=OVERRIDES, one run each (default: one run of the config as shipped)")
+    parser.add_argument("--warmup", type=int, default=10, help="batches before the profiled window (its last --steps "
+                        "are timed without the profiler, to show the profiler's own overhead)")
+    parser.add_argument("--steps", type=int, default=5, help="batches profiled (training: micro-batches)")
+    parser.add_argument("--top", type=int, default=12, help="operators listed per table")
+    parser.add_argument("--model_dir", default=None, help="causal configs: where the random-weight model is saved")
+    parser.add_argument("--scratch", default="/tmp/profile_step")
+    parser.add_argument("--tiny", action="store_true", help="a tiny model of the config's family (CPU smoke test)")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    Path(args.scratch).mkdir(parents=True, exist_ok=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    materialize(args)
+    results = {name: profile(args, overrides) for name, overrides in (args.variant or [("shipped", [])])}
+    text = table(results)
+    with atomic_write(Path(args.out) / "profile_step.json") as f:
+        json.dump({"config": args.config, "stage": args.stage, "variants": results}, f, indent=2)
+    with atomic_write(Path(args.out) / "profile_step.md") as f:
+        f.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
