@@ -29,12 +29,13 @@ TINY_QWEN3 = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64,
 CAUSAL_CONFIGS = {"qlora": "configs/qwen3-4b-qlora.yaml", "lora-bf16": "configs/qwen3-4b-lora-bf16.yaml"}
 # Our inference options for the causal generation rows (``--gen_plan`` row's fifth field, joined by '+').
 # The shipped Qwen3 configs turn merge (and, for QLoRA, dequant) on since 2026-12-02: "unmerged" and
-# "4bit" give the rows without them.
+# "4bit" give the rows without them; "unpacked" turns off generation.packed_gqa (on by default since 2026-12-02).
 INFERENCE_OPTIONS = {"merge": ["--model.init_args.merge_adapters_for_inference=true"],
                      "dequant": ["--model.init_args.quantization.dequantize_for_inference=true"],
                      "unmerged": ["--model.init_args.merge_adapters_for_inference=false"],
                      "4bit": ["--model.init_args.merge_adapters_for_inference=false",
-                              "--model.init_args.quantization.dequantize_for_inference=false"]}
+                              "--model.init_args.quantization.dequantize_for_inference=false"],
+                     "unpacked": ["--model.init_args.generation.packed_gqa=false"]}
 
 
 def causal_options(args) -> dict[str, list[str]]:

@@ -115,7 +115,8 @@ class Generate:
         greedy = GreedyTokenLogProbs() if kwargs["num_beams"] == 1 and not kwargs["do_sample"] and not watermark \
             else None
         # a static cache's decoding step is compiled by transformers: its attention is left as it is
-        with nullcontext() if module.generation.static_cache else packed_gqa_decoding([module.model]):
+        packed = module.generation.packed_gqa and not module.generation.static_cache
+        with packed_gqa_decoding([module.model]) if packed else nullcontext():
             out = module.model.generate(**self._inputs(module, batch),
                                         use_cache=True, return_dict_in_generate=True, output_scores=greedy is None,
                                         logits_processor=LogitsProcessorList([greedy] if greedy else []),
@@ -144,7 +145,7 @@ class SoftVoting:
         config = module.model.generation_config
         for member in self.members:  # not submodules, so Lightning does not move them
             member.to(device=module.device)
-        with packed_gqa_decoding([module.model, *self.members]):
+        with packed_gqa_decoding([module.model, *self.members]) if g.packed_gqa else nullcontext():
             results = self._search(module, batch, config)
         decode = lambda ids: module.tokenizer.decode(ids, skip_special_tokens=True).strip()  # noqa: E731
         return [[(decode(ids), score) for ids, score in row] for row in results]

@@ -66,6 +66,11 @@ class GenerationSettings(_Checked):
             filled up to the compiled batch size (copies of a row, dropped after) instead of
             recompiling. Not for 4-bit (QLoRA) models, which transformers does not compile, nor for
             soft voting.
+        packed_gqa: with a dynamic cache, compute each single-token decoding step of grouped-query
+            attention (fewer key/value heads than query heads: Qwen3, Llama 3) over the cache as it is,
+            instead of transformers' SDPA path copying every layer's cache once per query head group
+            at every step (``decoding/attention.py``; the same attention). Models without grouped
+            heads (BART, GPT-NeoX) are not affected.
     """
 
     num_beams: int = 4
@@ -81,6 +86,7 @@ class GenerationSettings(_Checked):
     top_k: int = 50
     num_return_sequences: int = 1
     static_cache: bool = False
+    packed_gqa: bool = True
 
     BLOCK = "generation"
 
@@ -102,6 +108,7 @@ class GenerationSettings(_Checked):
     def generate_kwargs(self) -> dict:
         """Keyword arguments for ``generate``; sampling knobs only when sampling (HF warns otherwise)."""
         kwargs = asdict(self)
+        kwargs.pop("packed_gqa")  # how the decoder runs attention, not an argument of generate
         if kwargs.pop("static_cache"):
             kwargs["cache_implementation"] = "static"
         if not self.do_sample:

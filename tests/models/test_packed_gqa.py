@@ -112,3 +112,11 @@ def test_models_without_grouped_query_heads_are_left_alone():
     assert not uses_grouped_query_sdpa(neox.model)
     with attention.packed_gqa_decoding([neox.model]):
         assert neox.model.get_base_model().config._attn_implementation == "sdpa"
+
+
+def test_generation_packed_gqa_false_keeps_transformers_path():
+    model = tiny("qwen3", generation=GenerationSettings(num_beams=1, max_new_tokens=3, packed_gqa=False)).eval()
+    taken, spy = counting_packed_steps()
+    with spy:
+        model.generate_candidates(model.processor.collator(True)(feats(model, ROWS, True)))
+    assert not taken  # never switched to sdpa_packed_gqa, so never asked
