@@ -86,9 +86,14 @@ def packed_gqa_decoding(models):
             model.set_attn_implementation("sdpa")
 
 
+def sdpa_without_cudnn():
+    """SDPA may pick flash, memory-efficient or math kernels, not cuDNN attention."""
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 def attention_for_generation(static_cache: bool, device: torch.device):
     """The SDPA kernels generation may use: on CUDA without a static cache, flash / memory-efficient
     instead of cuDNN (see the module's docstring); a static cache keeps one shape and keeps cuDNN."""
     if static_cache or device.type != "cuda":
         return nullcontext()
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+    return sdpa_without_cudnn()

@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from transformers import get_scheduler
 
+from lightning_summ.decoding.attention import sdpa_without_cudnn
 from lightning_summ.decoding.generate import Generate, SoftVoting
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.compilation import CompiledBlocks, compile_backend, resolve_auto
@@ -30,8 +31,9 @@ class SummarizerBase(SummaryEvaluationModule):
     def __init__(self, processor: SummaryProcessor, generation: Optional[GenerationSettings] = None,
                  optimizer: Optional[OptimizerSettings] = None, evaluation: Optional[EvaluationSettings] = None,
                  trust_remote_code: bool = False, ensemble_checkpoints: Optional[list[str]] = None,
-                 compile: Union[bool, str] = False):
+                 compile: Union[bool, str] = False, cudnn_attention: bool = False):
         super().__init__(processor, Generate(), evaluation)
+        self.cudnn_attention = cudnn_attention
         self.compile_backend = compile_backend(compile)
         self._compiled_blocks: Optional[CompiledBlocks] = None  # model.compile, made in configure_model
         self.ensemble_checkpoints = list(ensemble_checkpoints or [])
@@ -57,7 +59,16 @@ class SummarizerBase(SummaryEvaluationModule):
         raise NotImplementedError
 
     def validation_loss(self, batch: dict) -> torch.Tensor:
-        return self.compute_loss(batch)
+        with self.attention_for_training():
+            return self.compute_loss(batch)
+
+    def attention_for_training(self):
+        """The SDPA kernels of the loss forwards (``model.cudnn_attention``): on CUDA, flash /
+        memory-efficient / math unless cuDNN attention is asked for. The backward runs the kernels the
+        forward picked."""
+        if self.cudnn_attention or self._device_type() != "cuda":
+            return nullcontext()
+        return sdpa_without_cudnn()
 
     def generated_tokens(self, out, batch: dict) -> torch.Tensor:
         """The generated part of ``out.sequences`` (decoder-only models return the prompt too)."""
@@ -144,7 +155,8 @@ class SummarizerBase(SummaryEvaluationModule):
         self.training_clock.resume()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.compute_loss(batch)
+        with self.attention_for_training():
+            loss = self.compute_loss(batch)
         n = len(batch["fname"])
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)

@@ -83,6 +83,9 @@ class CausalLMSummarizer(SummarizerBase):
         compile: compiled transformer blocks for training steps: ``true`` (inductor), ``auto``
             (inductor on CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when
             it pays: ``lightning_summ.models.compilation``.
+        cudnn_attention: let PyTorch pick cuDNN attention for the training and validation-loss
+            forwards on CUDA (its default choice on H100/H200). Off (the default): flash /
+            memory-efficient kernels, as generation uses; see ``lightning_summ.decoding.attention``.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class CausalLMSummarizer(SummarizerBase):
         trust_remote_code: bool = False,
         ensemble_checkpoints: Optional[list[str]] = None,
         compile: Union[bool, str] = False,
+        cudnn_attention: bool = False,
     ):
         if not (pretrained or tokenizer):
             raise ConfigError("set model.pretrained or model.tokenizer")
@@ -128,7 +132,7 @@ class CausalLMSummarizer(SummarizerBase):
                                     prompt_template, use_chat_template, system_prompt, chat_template_kwargs,
                                     atomic_tags, trust_remote_code)
         super().__init__(processor, generation, optimizer, evaluation, trust_remote_code, ensemble_checkpoints,
-                         compile=compile)
+                         compile=compile, cudnn_attention=cudnn_attention)
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.lora, self.quantization = lora, quantization
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags

@@ -38,6 +38,9 @@ class Seq2SeqSummarizer(SummarizerBase):
         compile: compiled transformer blocks for training steps: ``true`` (inductor), ``auto``
             (inductor on CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when
             it pays: ``lightning_summ.models.compilation``.
+        cudnn_attention: let PyTorch pick cuDNN attention for the training and validation-loss
+            forwards on CUDA (its default choice on H100/H200). Off (the default): flash /
+            memory-efficient kernels, as generation uses; see ``lightning_summ.decoding.attention``.
     """
 
     def __init__(
@@ -55,12 +58,13 @@ class Seq2SeqSummarizer(SummarizerBase):
         trust_remote_code: bool = False,
         ensemble_checkpoints: Optional[list[str]] = None,
         compile: Union[bool, str] = False,
+        cudnn_attention: bool = False,
     ):
         if not (pretrained or tokenizer):
             raise ConfigError("set model.pretrained or model.tokenizer")
         processor = Seq2SeqProcessor(tokenizer or pretrained, max_source_length, max_target_length, trust_remote_code)
         super().__init__(processor, generation, optimizer, evaluation, trust_remote_code, ensemble_checkpoints,
-                         compile=compile)
+                         compile=compile, cudnn_attention=cudnn_attention)
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.label_smoothing = label_smoothing
         self.save_hyperparameters()

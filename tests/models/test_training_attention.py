@@ -1,0 +1,34 @@
+"""``model.cudnn_attention``: the loss forwards on CUDA run without cuDNN attention unless it is asked for."""
+
+from __future__ import annotations
+
+from unittest.mock import patch
+
+import pytest
+import torch
+
+from tests.models.test_causal import DIALOGUE, SUMMARY, feats, tiny
+
+
+@pytest.mark.parametrize("cudnn_attention", [False, True])
+def test_training_and_validation_losses_on_cuda_use_cudnn_only_when_asked(cudnn_attention):
+    model = tiny("qwen3", cudnn_attention=cudnn_attention)
+    batch = model.processor.collator(False)(feats(model, [(DIALOGUE, SUMMARY)], False))
+    seen = []
+    original = model.compute_loss
+    model.compute_loss = lambda b: seen.append(torch.backends.cuda.cudnn_sdp_enabled()) or original(b)
+    model.log = lambda *args, **kwargs: None  # no Trainer to log to
+    trainer = type("T", (), {"optimizers": [torch.optim.SGD([torch.zeros(1)], lr=0.1)]})()
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    with patch.object(type(model), "_device_type", lambda self: "cuda"), \
+            patch.object(type(model), "trainer", property(lambda self: trainer)):
+        model.training_step(batch, 0)
+        model.validation_loss(batch)
+    assert seen == [cudnn_attention, cudnn_attention]
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # restored after each forward
+
+
+def test_on_a_cpu_nothing_changes():
+    model = tiny("qwen3")
+    with model.attention_for_training():
+        assert torch.backends.cuda.cudnn_sdp_enabled()
