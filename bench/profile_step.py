@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -92,8 +93,9 @@ def _device_us(event) -> float:
 def summarise(window: ProfileWindow, top: int) -> dict:
     """Per-step figures and the top operators of the profiled window."""
     if window.wall_s is None:
-        raise SystemExit(f"profile_step: the run ended before {window.warmup + window.steps} batches "
-                         f"(saw {window.seen}); use fewer --warmup/--steps or more data")
+        print(f"profile_step: the run ended before {window.warmup + window.steps} batches "
+              f"(saw {window.seen}); use fewer --warmup/--steps or more data", file=sys.stderr)
+        raise SystemExit(2)
     averages = window.profiler.key_averages()
     by_name = {e.key: e for e in averages}
     count = lambda names: sum(by_name[n].count for n in names if n in by_name)  # noqa: E731

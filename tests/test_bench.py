@@ -87,3 +87,33 @@ def test_compile_check_compares_eager_and_compiled_losses_step_by_step(tmp_path)
     assert result["compiled_blocks"] == 2 and len(result["eager"]) == len(result["compiled"]) == 3
     assert result["max_abs_diff"] < 1e-5  # fp32 on the CPU under aot_eager: the same losses
     assert len(set(result["eager"])) == 3  # three real steps, each on its own batch
+
+
+def run_profile(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "bench" / "profile_step.py"), "--tiny", *COMMON[:4], "--out", str(tmp_path / "out"),
+           "--scratch", str(tmp_path / "scratch"), "--model_dir", str(tmp_path / "model"), *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_profile_step_profiles_a_window_of_training_steps_per_variant(tmp_path):
+    proc = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--warmup", "2", "--steps", "2",
+                       "--variant", "b4=--data.batch_size=4", "--variant", "b8=--data.batch_size=8")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "profile_step.json").read_text())
+    assert list(result["variants"]) == ["b4", "b8"] and result["stage"] == "train"
+    for r in result["variants"].values():
+        assert r["steps"] == 2 and r["wall_ms_per_step"] > 0 and r["unprofiled_wall_ms_per_step"] > 0
+        assert any(op["op"] == "aten::mm" or op["op"] == "aten::addmm" for op in r["top_host"])
+    assert (tmp_path / "out" / "profile_step.md").read_text().count("| b4 |") == 1
+
+
+def test_profile_step_profiles_generation_batches_and_refuses_a_window_past_the_data(tmp_path):
+    proc = run_profile(tmp_path, "--config", "configs/qwen3-4b-lora-bf16.yaml", "--stage", "predict", "--warmup", "1",
+                       "--steps", "1", "--variant", "b16=--data.eval_batch_size=16 --model.init_args.generation.max_new_tokens=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "profile_step.json").read_text())
+    assert result["stage"] == "predict" and result["variants"]["b16"]["steps"] == 1
+    too_long = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--warmup", "500", "--steps", "1",
+                           "--variant", "b8=--data.batch_size=8 --trainer.max_epochs=1")
+    assert too_long.returncode == 2 and "the run ended before 501 batches" in too_long.stderr
