@@ -29,7 +29,10 @@ def _run(argv: list[str], out: Path, section: str) -> dict:
     start = time.perf_counter()
     run_cli(argv)
     wall = time.perf_counter() - start
-    result = json.loads(out.read_text())[section]
+    everything = json.loads(out.read_text())
+    result = everything[section]
+    if section == "train":  # whether the timed training was sane (NaN losses once went unnoticed here)
+        result["train_loss"] = everything["train_loss"]
     result["peak_mem_gb"] = peak_gb(base)
     result["command_wall_s"] = round(wall, 1)  # model loading included
     return result

@@ -151,6 +151,8 @@ def test_speed_monitor_reports_train_validation_and_predict(cli_run, tmp_path):
     assert "batches" not in fit["train"]
     # the warm-up batch (where a compile would show) is timed apart from the steady rate
     assert fit["train_warmup"]["steps"] == 1 and fit["train_warmup"]["seconds"] > 0
+    losses = fit["train_loss"]  # every batch's loss was read: finite, the last one kept
+    assert losses["batches"] == 2 * 3 and losses["nonfinite"] == 0 and 0 < losses["last"] < 20
     cli_run("predict", "--ckpt_path", best, *speed, f"--trainer.callbacks.output_path={tmp_path}/predict.json",
             "--trainer.callbacks.per_batch=true")
     predict = json.loads((tmp_path / "predict.json").read_text())

@@ -8,6 +8,7 @@ warm-up steps, and count real tokens (no padding) as work.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Optional
 
@@ -59,7 +60,9 @@ class SpeedMonitor(Callback):
     other callbacks count, as a user waiting for the run sees them); training excludes the first
     ``warmup_steps`` batches and any validation in between. Those warm-up batches are timed on their
     own (``train_warmup``, from the start of training): with ``model.compile`` that is where the
-    compile time shows, reported apart from the steady rate it is amortised over.
+    compile time shows, reported apart from the steady rate it is amortised over. ``train_loss``
+    says whether training was sane while it was timed: the last batch loss and how many batch
+    losses were NaN or infinite (read after the batch-end synchronization, so no extra wait).
 
     Args:
         warmup_steps: training batches not timed (compilation, allocator warm-up).
@@ -71,6 +74,7 @@ class SpeedMonitor(Callback):
         self.warmup_steps, self.output_path, self.per_batch = warmup_steps, output_path, per_batch
         self.train, self.val, self.predict, self.warmup = _Meter(), _Meter(), _Meter(), _Meter()
         self._train_batches = 0
+        self._losses: list[float] = []  # every training batch's loss, warm-up included
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.warmup_steps:
@@ -84,10 +88,13 @@ class SpeedMonitor(Callback):
         self._train_batches += 1
         if self._train_batches > self.warmup_steps:
             self.train.add(pl_module.device, batch)
-            return
-        self.warmup.add(pl_module.device, batch)
-        if self._train_batches == self.warmup_steps:
-            self.train.start(pl_module.device)
+        else:
+            self.warmup.add(pl_module.device, batch)
+            if self._train_batches == self.warmup_steps:
+                self.train.start(pl_module.device)
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):  # the GPU was synchronized above: reading it does not wait
+            self._losses.append(float(loss.detach()))
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self.val.start(pl_module.device)
@@ -115,7 +122,10 @@ class SpeedMonitor(Callback):
     def results_for(self, trainer) -> dict:
         device = trainer.strategy.root_device  # the module itself may already be back on the CPU
         cuda = device.type == "cuda"
+        nonfinite = sum(not math.isfinite(x) for x in self._losses)
         return {"train": self.train.as_dict(self.per_batch), "train_warmup": self.warmup.as_dict(),
+                "train_loss": {"batches": len(self._losses), "nonfinite": nonfinite,
+                               "last": self._losses[-1] if self._losses else None},
                 "validation": self.val.as_dict(self.per_batch),
                 "predict": self.predict.as_dict(self.per_batch),
                 "peak_mem_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,

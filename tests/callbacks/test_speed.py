@@ -1,0 +1,43 @@
+"""SpeedMonitor's loss check: a run whose losses turn NaN says so in its JSON, and the speed
+benchmark's table marks the row (timed NaN training once went unnoticed for two GPU rounds)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import torch
+
+from lightning_summ.callbacks import SpeedMonitor
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_nonfinite_training_losses_are_counted():
+    monitor = SpeedMonitor(warmup_steps=1)
+    module = types.SimpleNamespace(device=torch.device("cpu"))
+    trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(root_device=torch.device("cpu")))
+    batch = {"fname": ["a", "b"], "num_tokens": torch.tensor(7)}
+    monitor.on_train_start(trainer, module)
+    for loss in (2.5, float("nan"), 1.5, float("inf"), 1.25):
+        monitor.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, batch, 0)
+    result = monitor.results_for(trainer)
+    assert result["train_loss"] == {"batches": 5, "nonfinite": 2, "last": 1.25}
+    assert result["train"]["steps"] == 4 and result["train_warmup"]["steps"] == 1
+
+
+def test_the_benchmark_table_marks_a_row_whose_training_went_nonfinite(tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from report import Report
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    report = Report(types.SimpleNamespace(out=str(tmp_path), group="causal-train"))
+    side = {"samples_per_s": 1.0, "tokens_per_s": 2.0}
+    report.add({"workload": "w", "setting": "sane", "ours": dict(side, train_loss={"batches": 4, "nonfinite": 0})})
+    report.add({"workload": "w", "setting": "broken", "ours": dict(side, train_loss={"batches": 4, "nonfinite": 3})})
+    table = (tmp_path / "speed_vs_hf_causal-train.md").read_text()
+    assert "| sane |" in table and "| broken (ours: 3 of 4 training losses NaN/inf) |" in table
+    assert json.loads((tmp_path / "speed_vs_hf_causal-train.json").read_text())["rows"][1]["ours"]["train_loss"]["nonfinite"] == 3
