@@ -63,9 +63,10 @@ class SummarizerBase(SummaryEvaluationModule):
             return self.compute_loss(batch)
 
     def attention_for_training(self):
-        """The SDPA kernels of the loss forwards (``model.cudnn_attention``): on CUDA, flash /
-        memory-efficient / math unless cuDNN attention is asked for. The backward runs the kernels the
-        forward picked."""
+        """The SDPA kernels of the loss forwards and of the backward (``model.cudnn_attention``): on
+        CUDA, flash / memory-efficient / math unless cuDNN attention is asked for. The backward needs
+        it too: with gradient checkpointing it runs each layer's forward again, and a recomputation
+        that picked another kernel than the forward would fail (or bring cuDNN back)."""
         if self.cudnn_attention or self._device_type() != "cuda":
             return nullcontext()
         return sdpa_without_cudnn()
@@ -161,6 +162,10 @@ class SummarizerBase(SummaryEvaluationModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
         return loss
+
+    def backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        with self.attention_for_training():  # recomputed forwards (checkpointing) pick the same kernels
+            super().backward(loss, *args, **kwargs)
 
     def configure_optimizers(self):
         named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]

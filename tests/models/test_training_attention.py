@@ -32,3 +32,26 @@ def test_on_a_cpu_nothing_changes():
     model = tiny("qwen3")
     with model.attention_for_training():
         assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def test_recomputed_forwards_of_gradient_checkpointing_also_run_without_cudnn():
+    """With checkpointing, backward runs each layer's forward again: it must pick the forward's kernels."""
+    model = tiny("qwen3", gradient_checkpointing=True).train()
+    batch = model.processor.collator(False)(feats(model, [(DIALOGUE, SUMMARY)], False))
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return sdpa(*args, **kwargs)
+    model.log = lambda *args, **kwargs: None
+    trainer = type("T", (), {"optimizers": [torch.optim.SGD([torch.zeros(1)], lr=0.1)]})()
+    with patch.object(type(model), "_device_type", lambda self: "cuda"), \
+            patch.object(type(model), "trainer", property(lambda self: trainer)), \
+            patch("torch.nn.functional.scaled_dot_product_attention", spy):
+        loss = model.training_step(batch, 0)
+        forwards = len(seen)
+        model.backward(loss)
+    layers = model.model.get_base_model().config.num_hidden_layers
+    assert forwards == layers and len(seen) == 2 * layers  # each layer's attention ran again in backward
+    assert not any(seen)
