@@ -41,45 +41,41 @@ SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize
 
 
 class ProfileWindow(Callback):
-    """Profiles batches ``warmup`` .. ``warmup + steps - 1`` of the first stage it sees (train or predict)."""
+    """Profiles batches ``warmup`` .. ``warmup + steps - 1`` of the first stage it sees (train or predict).
+
+    Every span runs from one batch end to another (so each batch counts with the gap before it, data
+    loading included), the profiled one and the unprofiled one of the ``steps`` batches before it,
+    which never include the first batch (cold)."""
 
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps, self.seen = warmup, steps, 0
         self.profiler, self.wall_s, self.plain_s, self._t_plain = None, None, None, None
 
-    def _start(self) -> None:
-        if self.seen == self.warmup - self.steps:  # the same number of batches, unprofiled, just before
+    def _batch_end(self) -> None:
+        self.seen += 1
+        if self.seen == self.warmup - self.steps:  # the unprofiled batches start after this one
             sync()
             self._t_plain = time.perf_counter()
         if self.seen == self.warmup:
             sync()
-            self.plain_s = time.perf_counter() - self._t_plain if self.warmup >= self.steps else None
-            sync()
+            if self._t_plain is not None:
+                self.plain_s = time.perf_counter() - self._t_plain
             activities = [torch.profiler.ProfilerActivity.CPU]
             if torch.cuda.is_available():
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
             self.profiler = torch.profiler.profile(activities=activities)
             self.profiler.__enter__()
             self._t0 = time.perf_counter()
-
-    def _end(self) -> None:
-        self.seen += 1
-        if self.profiler is not None and self.wall_s is None and self.seen == self.warmup + self.steps:
+        elif self.profiler is not None and self.wall_s is None and self.seen == self.warmup + self.steps:
             sync()
             self.wall_s = time.perf_counter() - self._t0
             self.profiler.__exit__(None, None, None)
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._start()
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._end()
-
-    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._start()
+        self._batch_end()
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._end()
+        self._batch_end()
 
 
 def _device_us(event) -> float:
@@ -148,6 +144,7 @@ def profile(args, overrides: list[str]) -> dict:
             f"--trainer.max_steps={args.warmup + args.steps}", "--trainer.max_epochs=1000",
             f"--trainer.limit_predict_batches={args.warmup + args.steps}",
             f"--submission.output_path={Path(args.scratch) / 'predictions.csv'}", *overrides]
+    torch._dynamo.reset()  # a variant must not reuse blocks compiled under another's settings (same class, same code)
     cli = run_cli(argv, run=False)
     window = ProfileWindow(args.warmup, args.steps)
     cli.trainer.callbacks.append(window)
@@ -189,8 +186,8 @@ def main() -> None:
                         help="profile training steps (fit) or generation batches (predict)")
     parser.add_argument("--variant", type=parse_variant, action="append",
                         help="NAME=OVERRIDES, one run each (default: one run of the config as shipped)")
-    parser.add_argument("--warmup", type=int, default=10, help="batches before the profiled window (its last --steps "
-                        "are timed without the profiler, to show the profiler's own overhead)")
+    parser.add_argument("--warmup", type=int, default=10, help="batches before the profiled window (its last --steps, "
+                        "if they do not include the first batch, are timed without the profiler, to show its overhead)")
     parser.add_argument("--steps", type=int, default=5, help="batches profiled (training: micro-batches)")
     parser.add_argument("--top", type=int, default=12, help="operators listed per table")
     parser.add_argument("--model_dir", default=None, help="causal configs: where the random-weight model is saved")
@@ -198,6 +195,10 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a tiny model of the config's family (CPU smoke test)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.warmup < 1 or args.steps < 1:
+        parser.error("--warmup and --steps must be >= 1 (the window starts after a batch end)")
+    if not (REPO / args.config).is_file():
+        parser.error(f"--config {args.config}: no such file under {REPO}")
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     materialize(args)

@@ -97,7 +97,7 @@ def run_profile(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_profile_step_profiles_a_window_of_training_steps_per_variant(tmp_path):
-    proc = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--warmup", "2", "--steps", "2",
+    proc = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--warmup", "3", "--steps", "2",
                        "--variant", "b4=--data.batch_size=4", "--variant", "b8=--data.batch_size=8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "profile_step.json").read_text())
@@ -114,6 +114,7 @@ def test_profile_step_profiles_generation_batches_and_refuses_a_window_past_the_
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "profile_step.json").read_text())
     assert result["stage"] == "predict" and result["variants"]["b16"]["steps"] == 1
+    assert result["variants"]["b16"]["unprofiled_wall_ms_per_step"] is None  # it would be the cold first batch
     too_long = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--warmup", "500", "--steps", "1",
                            "--variant", "b8=--data.batch_size=8 --trainer.max_epochs=1")
     assert too_long.returncode == 2 and "the run ended before 501 batches" in too_long.stderr

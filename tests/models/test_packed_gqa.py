@@ -31,13 +31,14 @@ def qkv(batch=3, heads=8, kv_heads=2, q_len=1, kv_len=7, dim=16):
             torch.randn(batch, kv_heads, kv_len, dim))
 
 
-@pytest.mark.parametrize("mask", ["padding", "none"])
+@pytest.mark.parametrize("mask", ["padding", "additive", "one-row", "none"])
 def test_a_decoding_step_equals_transformers_sdpa_with_repeated_heads(mask):
     query, key, value = qkv()
     module = Attention(groups=4).eval()
     attend = torch.ones(3, 1, 1, 7, dtype=torch.bool)
     attend[1, ..., :3] = False  # a left-padded row
-    attend = attend if mask == "padding" else None
+    attend = {"padding": attend, "additive": torch.zeros(3, 1, 1, 7).masked_fill(~attend, float("-inf")),
+              "one-row": attend[1:2], "none": None}[mask]  # bool, float, broadcast over the batch, no mask
     calls = []
     with patch("torch.nn.functional.scaled_dot_product_attention", wraps=torch.nn.functional.scaled_dot_product_attention) as sdpa:
         ours, _ = sdpa_packed_gqa(module, query, key, value, attend, scaling=0.25)
@@ -101,10 +102,12 @@ def test_sdpa_is_back_after_a_failing_generation_and_training_never_sees_the_pac
             model.eval().generate_candidates(model.processor.collator(True)(feats(model, ROWS[:1], True)))
     assert seen == [PACKED_GQA] and lm.config._attn_implementation == "sdpa"
     batch = model.processor.collator(False)(feats(model, [(DIALOGUE, "요약.")], False))
-    taken, spy = counting_packed_steps()
-    with spy:
-        model.train().compute_loss(batch).backward()
-    assert not any(taken)
+    implementations = []
+    hook = lm.model.layers[0].self_attn.register_forward_hook(
+        lambda module, args, output: implementations.append(module.config._attn_implementation))
+    model.train().compute_loss(batch).backward()
+    hook.remove()
+    assert implementations == ["sdpa"]  # training runs transformers' own attention
 
 
 def test_models_without_grouped_query_heads_are_left_alone():
@@ -120,3 +123,23 @@ def test_generation_packed_gqa_false_keeps_transformers_path():
     with spy:
         model.generate_candidates(model.processor.collator(True)(feats(model, ROWS, True)))
     assert not taken  # never switched to sdpa_packed_gqa, so never asked
+
+
+def test_soft_voting_decodes_with_packed_steps_and_the_same_candidates():
+    from lightning_summ.decoding.generate import SoftVoting
+
+    model = tiny("qwen3", generation=GenerationSettings(num_beams=3, max_new_tokens=5, min_new_tokens=5)).eval()
+    member = tiny("qwen3", generation=GenerationSettings(num_beams=3, max_new_tokens=5, min_new_tokens=5)).eval()
+    with torch.no_grad():  # two different, sharper models
+        for p, q in zip(model.model.parameters(), member.model.parameters()):
+            p.mul_(3)
+            q.mul_(-2)
+    model.decoder = SoftVoting([member.model])
+    batch = model.processor.collator(True)(feats(model, ROWS, True))
+    taken, spy = counting_packed_steps()
+    with spy:
+        packed = model.generate_candidates(batch)
+    assert sum(taken) == 2 * 2 * 4  # two models x 2 layers x 4 steps after the prefill
+    for m in (model.model, member.model):
+        m.get_base_model().set_attn_implementation("eager")
+    assert_same_candidates(packed, model.generate_candidates(batch))
