@@ -69,8 +69,9 @@ class GenerationSettings(_Checked):
         packed_gqa: with a dynamic cache, compute each single-token decoding step of grouped-query
             attention (fewer key/value heads than query heads: Qwen3, Llama 3) over the cache as it is,
             instead of transformers' SDPA path copying every layer's cache once per query head group
-            at every step (``decoding/attention.py``; the same attention). Models without grouped
-            heads (BART, GPT-NeoX) are not affected.
+            at every step (``decoding/attention.py``; the same attention). Measured once on an H200
+            (bf16 Qwen3-4B, batch 128): faster on long prompts, slower on the shortest, 1.10x on
+            499 dialogues. Models without grouped heads (BART, GPT-NeoX) are not affected.
     """
 
     num_beams: int = 4
