@@ -45,7 +45,13 @@ def causal_options(args) -> dict[str, list[str]]:
     budget = [f"--data.max_tokens_per_batch={args.causal_token_budget}", "--trainer.accumulate_grad_batches=1",
               "--model.init_args.gradient_checkpointing=true"]
     return {"packing": packing, "chunked-loss": chunked, "compile": compile_, "all": packing + chunked + compile_,
-            "all+token-budget": packing + chunked + compile_ + budget, "token-budget": budget}
+            "all+token-budget": packing + chunked + compile_ + budget, "token-budget": budget,
+            MICRO_BATCH: ["--trainer.accumulate_grad_batches=1"]}  # with the batch set in _train_rows
+
+
+# The shipped effective batch in one micro-batch (8 x 2 -> 16 x 1): the same examples per optimizer
+# step, half the host work per example (training is host-bound at these batches: bench/NOTES.md).
+MICRO_BATCH = "micro-batch"
 
 
 CONTRADICTORY = ({"merge", "unmerged"}, {"merge", "4bit"}, {"dequant", "4bit"})
@@ -124,7 +130,8 @@ def _train_rows(args, report: Report, name: str, per_token: float) -> None:
                                           flops_per_token=per_token)
         hf = hf_runs[flatten]
         options = tuple(causal_options(args)[option]) if option else ()
-        ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", batch, options=options,
+        ours_batch = batch * settings["accumulate"] if option == MICRO_BATCH else batch
+        ours = ours_side.causal(args, CAUSAL_CONFIGS[name], "train", ours_batch, options=options,
                                 accumulate=accumulation(options, settings["accumulate"]))
         ours = with_rates(ours, flops_per_token=per_token)
         return {"ours": ours, "hf": hf, "ratio": round(ours["samples_per_s"] / hf["samples_per_s"], 2)}
@@ -137,8 +144,10 @@ def _train_rows(args, report: Report, name: str, per_token: float) -> None:
         attempt(report, workload, "HF + DataCollatorWithFlattening (padding-free, use_cache off); ours shipped",
                 lambda: train(flatten=True))
     for option in args.causal_options:
-        attempt(report, workload, f"ours + {option} ({' '.join(causal_options(args)[option])}); HF shipped",
-                lambda: train(option))
+        flags = " ".join(causal_options(args)[option])
+        if option == MICRO_BATCH:
+            flags = f"--data.batch_size={batch * settings['accumulate']} {flags}"
+        attempt(report, workload, f"ours + {option} ({flags}); HF shipped", lambda: train(option))
 
 
 def causal_train(args, report: Report) -> None:

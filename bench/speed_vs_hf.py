@@ -97,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="kobart: rows of ours with these option sets (HF as in the first row)")
     parser.add_argument("--seq2seq_token_budget", type=int, default=65536, help="data.max_tokens_per_batch for KoBART")
     parser.add_argument("--causal_options", nargs="*", default=[],
-                        choices=["packing", "chunked-loss", "compile", "all", "all+token-budget", "token-budget"],
-                        help="causal-train: rows of ours with these option sets (HF shipped as in the first row)")
+                        choices=["packing", "chunked-loss", "compile", "all", "all+token-budget", "token-budget",
+                                 "micro-batch"],
+                        help="causal-train: rows of ours with these option sets (HF shipped as in the first row); "
+                             "micro-batch = the shipped effective batch in one micro-batch (8 x 2 -> 16 x 1)")
     parser.add_argument("--causal_token_budget", type=int, default=32768,
                         help="data.max_tokens_per_batch for the token-budget rows (accumulation 1, checkpointing on)")
     parser.add_argument("--loss_chunk_size", type=int, default=1024, help="model.loss_chunk_size in the option rows")

@@ -118,3 +118,14 @@ def test_profile_step_profiles_generation_batches_and_refuses_a_window_past_the_
     too_long = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--warmup", "500", "--steps", "1",
                            "--variant", "b8=--data.batch_size=8 --trainer.max_epochs=1")
     assert too_long.returncode == 2 and "the run ended before 501 batches" in too_long.stderr
+
+
+def test_causal_train_micro_batch_row_keeps_the_shipped_effective_batch(tmp_path):
+    rows = run_group(tmp_path, "causal-train", "--variants", "lora-bf16", "--steps", "2", "--warmup", "1",
+                     "--causal_options", "micro-batch")
+    shipped, micro = rows
+    assert "--data.batch_size=16 --trainer.accumulate_grad_batches=1" in micro["setting"]
+    # 2 timed optimizer steps, one micro-batch each: more than 16 rows in 2 batches means batches of
+    # more than 8 (up to 16; the 40-row file's last batch has 8)
+    assert micro["ours"]["steps"] == 2 and 16 < micro["ours"]["samples"] <= 32
+    assert shipped["hf"] == micro["hf"]  # HF at its shipped 8 x 2, run once for both rows
