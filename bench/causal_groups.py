@@ -42,10 +42,15 @@ def causal_options(args) -> dict[str, list[str]]:
     """Our speed options under test for LoRA/QLoRA training, by name (``--causal_options``)."""
     packing, compile_ = ["--data.packing=true"], ["--model.init_args.compile=true"]
     chunked = [f"--model.init_args.loss_chunk_size={args.loss_chunk_size}"]
-    budget = [f"--data.max_tokens_per_batch={args.causal_token_budget}", "--trainer.accumulate_grad_batches=1",
-              "--model.init_args.gradient_checkpointing=true"]
+    tokens = [f"--data.max_tokens_per_batch={args.causal_token_budget}", "--trainer.accumulate_grad_batches=1"]
+    budget = tokens + ["--model.init_args.gradient_checkpointing=true"]
     return {"packing": packing, "chunked-loss": chunked, "compile": compile_, "all": packing + chunked + compile_,
             "all+token-budget": packing + chunked + compile_ + budget, "token-budget": budget,
+            # the budget row without recomputation: the H200's memory may hold a 32k-token batch's activations
+            "all+token-budget-nockpt": packing + chunked + compile_ + tokens
+            + ["--model.init_args.gradient_checkpointing=false"],
+            # dynamo's cudagraphs backend on the blocks: CUDA graphs instead of per-kernel launches
+            "cudagraphs": ["--model.init_args.compile=cudagraphs"],
             MICRO_BATCH: ["--trainer.accumulate_grad_batches=1"]}  # with the batch set in _train_rows
 
 

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seq2seq_token_budget", type=int, default=65536, help="data.max_tokens_per_batch for KoBART")
     parser.add_argument("--causal_options", nargs="*", default=[],
                         choices=["packing", "chunked-loss", "compile", "all", "all+token-budget", "token-budget",
-                                 "micro-batch"],
+                                 "all+token-budget-nockpt", "cudagraphs", "micro-batch"],
                         help="causal-train: rows of ours with these option sets (HF shipped as in the first row); "
                              "micro-batch = the shipped effective batch in one micro-batch (8 x 2 -> 16 x 1)")
     parser.add_argument("--causal_token_budget", type=int, default=32768,
