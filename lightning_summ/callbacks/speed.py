@@ -61,8 +61,8 @@ class SpeedMonitor(Callback):
     ``warmup_steps`` batches and any validation in between. Those warm-up batches are timed on their
     own (``train_warmup``, from the start of training): with ``model.compile`` that is where the
     compile time shows, reported apart from the steady rate it is amortised over. ``train_loss``
-    says whether training was sane while it was timed: the last batch loss and how many batch
-    losses were NaN or infinite (read after the batch-end synchronization, so no extra wait).
+    says whether training was sane: over every training batch (warm-up included), how many losses
+    were NaN or infinite, and the last one (read after the batch-end synchronization, so no extra wait).
 
     Args:
         warmup_steps: training batches not timed (compilation, allocator warm-up).
@@ -94,7 +94,9 @@ class SpeedMonitor(Callback):
                 self.train.start(pl_module.device)
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor):  # the GPU was synchronized above: reading it does not wait
-            self._losses.append(float(loss.detach()))
+            # Lightning hands over the loss divided by the accumulation (what backward saw)
+            scale = trainer.accumulate_grad_batches if getattr(pl_module, "automatic_optimization", False) else 1
+            self._losses.append(float(loss.detach()) * scale)
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self.val.start(pl_module.device)

@@ -62,14 +62,21 @@ class SummarizerBase(SummaryEvaluationModule):
         with self.attention_for_training():
             return self.compute_loss(batch)
 
-    def attention_for_training(self):
-        """The SDPA kernels of the loss forwards and of the backward (``model.cudnn_attention``): on
-        CUDA, flash / memory-efficient / math unless cuDNN attention is asked for. The backward needs
-        it too: with gradient checkpointing it runs each layer's forward again, and a recomputation
-        that picked another kernel than the forward would fail (or bring cuDNN back)."""
+    def _training_kernels(self):
+        """The SDPA restriction of training (``model.cudnn_attention``) as a context factory: on CUDA,
+        flash / memory-efficient / math unless cuDNN attention is asked for; None when nothing is restricted."""
         if self.cudnn_attention or self._device_type() != "cuda":
-            return nullcontext()
-        return sdpa_without_cudnn()
+            return None
+        return sdpa_without_cudnn
+
+    def attention_for_training(self):
+        """The SDPA kernels of the loss forwards and of the backward. The backward needs them too:
+        with gradient checkpointing it runs each layer's forward again, and a recomputation that
+        picked another kernel than the forward would fail (or bring cuDNN back). Compiled blocks
+        enter them inside their graph (``CompiledBlocks``), so that a graph traced under other
+        kernels, e.g. an earlier run's in the on-disk compile cache, is not reused."""
+        kernels = self._training_kernels()
+        return kernels() if kernels is not None else nullcontext()
 
     def generated_tokens(self, out, batch: dict) -> torch.Tensor:
         """The generated part of ``out.sequences`` (decoder-only models return the prompt too)."""
@@ -123,7 +130,7 @@ class SummarizerBase(SummaryEvaluationModule):
         self.model = self.build_model()  # sized for len(self.tokenizer), tags included
         backend = resolve_auto(self.compile_backend, self._device_type())
         if backend is not None:
-            self._compiled_blocks = CompiledBlocks(self.model, backend)
+            self._compiled_blocks = CompiledBlocks(self.model, backend, context=self._training_kernels())
         for path in self.ensemble_checkpoints:
             checkpoint = read_checkpoint(path)
             self.on_load_checkpoint(checkpoint)  # same processor (and adapters), or a clear error

@@ -65,21 +65,33 @@ def repeated_blocks(network: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 class CompiledBlocks:
-    """The compiled blocks of one network; each runs compiled while it is in training mode.
+    """The compiled blocks of one network; each runs compiled while it is in training mode, inside
+    ``context()`` when one is given (the SDPA kernels training may use, traced into the graph).
 
     The mode is read at every call, not switched in ``train()``/``eval()``: Lightning's loops
     restore each submodule's ``training`` flag directly after validation.
     """
 
-    def __init__(self, network: torch.nn.Module, backend: str = "inductor"):
-        self.blocks = repeated_blocks(network)
+    def __init__(self, network: torch.nn.Module, backend: str = "inductor", context=None):
+        self.blocks, self.context = repeated_blocks(network), context
         for block in self.blocks:
             # What nn.Module.compile does (nn.Module.__call__ runs _compiled_call_impl when it is
             # set), behind a check of the mode so that evaluation keeps the eager block.
-            block._compiled_call_impl = _training_only(block, torch.compile(block._call_impl, backend=backend))
+            call = block._call_impl if context is None else _within(context, block._call_impl)
+            block._compiled_call_impl = _training_only(block, torch.compile(call, backend=backend))
 
     def __len__(self) -> int:
         return len(self.blocks)
+
+
+def _within(context, call):
+    """``call`` inside ``context()``, traced with it: a context that picks kernels (``sdpa_kernel``) is then
+    part of the compiled graph, whose cache key differs from a graph traced without it (the on-disk
+    AOTAutograd cache keys a graph by its code, not by the SDPA settings it was traced under)."""
+    def within(*args, **kwargs):
+        with context():
+            return call(*args, **kwargs)
+    return within
 
 
 def _training_only(block: torch.nn.Module, compiled):

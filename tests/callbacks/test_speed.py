@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_nonfinite_training_losses_are_counted():
     monitor = SpeedMonitor(warmup_steps=1)
-    module = types.SimpleNamespace(device=torch.device("cpu"))
-    trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(root_device=torch.device("cpu")))
+    module = types.SimpleNamespace(device=torch.device("cpu"), automatic_optimization=True)
+    trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(root_device=torch.device("cpu")),
+                                    accumulate_grad_batches=1)
     batch = {"fname": ["a", "b"], "num_tokens": torch.tensor(7)}
     monitor.on_train_start(trainer, module)
     for loss in (2.5, float("nan"), 1.5, float("inf"), 1.25):
@@ -26,6 +27,17 @@ def test_nonfinite_training_losses_are_counted():
     result = monitor.results_for(trainer)
     assert result["train_loss"] == {"batches": 5, "nonfinite": 2, "last": 1.25}
     assert result["train"]["steps"] == 4 and result["train_warmup"]["steps"] == 1
+
+
+def test_the_loss_is_reported_as_training_step_returned_it_under_accumulation():
+    """Lightning hands on_train_batch_end the loss divided by the accumulation; the report undoes that."""
+    monitor = SpeedMonitor(warmup_steps=0)
+    module = types.SimpleNamespace(device=torch.device("cpu"), automatic_optimization=True)
+    trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(root_device=torch.device("cpu")),
+                                    accumulate_grad_batches=2)
+    batch = {"fname": ["a"], "num_tokens": torch.tensor(3)}
+    monitor.on_train_batch_end(trainer, module, {"loss": torch.tensor(1.75)}, batch, 0)
+    assert monitor.results_for(trainer)["train_loss"]["last"] == 3.5
 
 
 def test_the_benchmark_table_marks_a_row_whose_training_went_nonfinite(tmp_path):

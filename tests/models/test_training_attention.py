@@ -55,3 +55,28 @@ def test_recomputed_forwards_of_gradient_checkpointing_also_run_without_cudnn():
     layers = model.model.get_base_model().config.num_hidden_layers
     assert forwards == layers and len(seen) == 2 * layers  # each layer's attention ran again in backward
     assert not any(seen)
+
+
+@pytest.mark.parametrize("cudnn_attention", [False, True])
+def test_compiled_blocks_trace_the_training_kernels_into_their_graph(cudnn_attention):
+    """The restriction is entered inside each compiled block (part of what is compiled, so a cached
+    graph traced under other kernels is not reused): the same loss as eager, one graph for the layers."""
+    from torch._dynamo.utils import counters
+
+    from lightning_summ.decoding.attention import sdpa_without_cudnn
+    from tests.models.test_chunked_loss import _batch, _loss_and_grads, _perturbed
+
+    eager = _perturbed("qwen3")
+    batch = _batch(eager)
+    eager_loss, _ = _loss_and_grads(eager.train(), batch)
+    model = _perturbed("qwen3", compile="aot_eager", cudnn_attention=cudnn_attention)
+    model.model = None  # built again by configure_model, now on "cuda"
+    torch._dynamo.reset()
+    counters.clear()
+    with patch.object(type(model), "_device_type", lambda self: "cuda"):
+        model.configure_model()
+        model.load_state_dict(eager.state_dict())
+        assert model._compiled_blocks.context is (None if cudnn_attention else sdpa_without_cudnn)
+        loss, _ = _loss_and_grads(model.train(), batch)
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+    torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-5)
