@@ -50,9 +50,16 @@ class ProfileWindow(Callback):
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps, self.seen = warmup, steps, 0
         self.profiler, self.wall_s, self.plain_s, self._t_plain = None, None, None, None
+        # (samples, real tokens) of the unprofiled and the profiled batches: is the comparison fair?
+        self.work = {"unprofiled": [0, 0], "profiled": [0, 0]}
 
-    def _batch_end(self) -> None:
+    def _batch_end(self, batch: dict) -> None:
         self.seen += 1
+        window = ("unprofiled" if self.warmup - self.steps < self.seen <= self.warmup and self._t_plain is not None
+                  else "profiled" if self.warmup < self.seen <= self.warmup + self.steps else None)
+        if window:
+            self.work[window][0] += len(batch["fname"])
+            self.work[window][1] += int(batch["num_tokens"])
         if self.seen == self.warmup - self.steps:  # the unprofiled batches start after this one
             sync()
             self._t_plain = time.perf_counter()
@@ -72,10 +79,10 @@ class ProfileWindow(Callback):
             self.profiler.__exit__(None, None, None)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._batch_end()
+        self._batch_end(batch)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._batch_end()
+        self._batch_end(batch)
 
 
 def _device_us(event) -> float:
@@ -110,6 +117,7 @@ def summarise(window: ProfileWindow, top: int) -> dict:
 
     plain = round(window.plain_s * 1e3 / steps, 2) if window.plain_s is not None else None
     return {"steps": steps, "wall_ms_per_step": round(wall_ms / steps, 2), "unprofiled_wall_ms_per_step": plain,
+            "samples_and_tokens": window.work,  # per window: unequal work makes the two walls incomparable
             "gpu_kernel_ms_per_step": round(kernel_ms / steps, 2),
             "gpu_busy_share": round(kernel_ms / wall_ms, 3) if wall_ms else None,
             "kernel_launches_per_step": round(count(LAUNCHES) / steps, 1),
@@ -205,7 +213,8 @@ def main() -> None:
     results = {name: profile(args, overrides) for name, overrides in (args.variant or [("shipped", [])])}
     text = table(results)
     with atomic_write(Path(args.out) / "profile_step.json") as f:
-        json.dump({"config": args.config, "stage": args.stage, "variants": results}, f, indent=2)
+        json.dump({"config": args.config, "stage": args.stage, "warmup": args.warmup, "steps": args.steps,
+                   "variants": results}, f, indent=2)
     with atomic_write(Path(args.out) / "profile_step.md") as f:
         f.write(text + "\n")
     print(text)

@@ -104,6 +104,7 @@ def test_profile_step_profiles_a_window_of_training_steps_per_variant(tmp_path):
     assert list(result["variants"]) == ["b4", "b8"] and result["stage"] == "train"
     for r in result["variants"].values():
         assert r["steps"] == 2 and r["wall_ms_per_step"] > 0 and r["unprofiled_wall_ms_per_step"] > 0
+        assert r["samples_and_tokens"]["profiled"][0] == r["samples_and_tokens"]["unprofiled"][0] > 0  # 2 full batches each
         assert any(op["op"] == "aten::mm" or op["op"] == "aten::addmm" for op in r["top_host"])
     assert (tmp_path / "out" / "profile_step.md").read_text().count("| b4 |") == 1
 
