@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="causal-train: rows of ours with these option sets (HF shipped as in the first row); "
                              "micro-batch = the shipped effective batch in one micro-batch (8 x 2 -> 16 x 1)")
     parser.add_argument("--causal_token_budget", type=int, default=32768,
-                        help="data.max_tokens_per_batch for the token-budget rows (accumulation 1, checkpointing on)")
+                        help="data.max_tokens_per_batch for the token-budget rows (accumulation 1; checkpointing on, "
+                             "except in all+token-budget-nockpt)")
     parser.add_argument("--loss_chunk_size", type=int, default=1024, help="model.loss_chunk_size in the option rows")
     parser.add_argument("--hf_flatten", action="store_true", help="causal-train: a row of HF with DataCollatorWithFlattening")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a CPU smoke test of the script")

@@ -11,8 +11,9 @@ Two costs of transformers' SDPA path showed in the H200 profile of a greedy Qwen
 - With a padding mask, transformers 5.17's SDPA path copies every layer's whole key/value cache
   ``num_attention_heads / num_key_value_heads`` times at every decoding step (``repeat_kv``: SDPA's
   own ``enable_gqa`` is not used with a mask): for Qwen3-4B (32 query heads, 8 key/value heads) at
-  batch 128 such copies were 45% of the GPU's kernel time in a batch. On the H200 the packed layout
-  was faster on long prompts and slower on the shortest (``bench/NOTES.md``, third round). A decoding step has one query token, so
+  batch 128 such copies were 45% of the GPU's kernel time in a batch (one profile). In one H200 run
+  the packed layout made the first, longest batch faster and the shortest ones slower
+  (``bench/NOTES.md``, third round). A decoding step has one query token, so
   the query heads of a group can instead be laid out as that group's query *rows*
   (``[batch, kv_heads, group, dim]``) and attend to the key/value heads as they are: the same
   attention, computed from the cache without a copy. transformers adopted the same layout in later
