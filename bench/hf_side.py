@@ -13,6 +13,7 @@ models see identical prompts); only the training/generation loop differs.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from pathlib import Path
 
@@ -114,12 +115,13 @@ def _train(trainer, counter: _Counter, args, samples_per_step: int, base: int) -
 
     timer = Timer()
     trainer.add_callback(timer)
-    trainer.train()
+    loss = trainer.train().training_loss  # the mean over every step: NaN if any step's loss was
     samples = timer.steps * samples_per_step
     # tokens: counted at collation, so the last step's batches may be counted one batch ahead
     return {"steps": timer.steps, "samples": samples, "seconds": round(timer.seconds, 3),
             "samples_per_s": round(samples / timer.seconds, 3),
-            "tokens_per_s": round((counter.tokens - timer.tokens0) / timer.seconds, 1), "peak_mem_gb": peak_gb(base)}
+            "tokens_per_s": round((counter.tokens - timer.tokens0) / timer.seconds, 1), "peak_mem_gb": peak_gb(base),
+            "train_loss": {"mean": loss, "finite": math.isfinite(loss)}}
 
 
 # -- workloads 1-2: KoBART architecture -------------------------------------------------------------

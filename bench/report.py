@@ -56,9 +56,11 @@ class Report:
         for r in self.data["rows"]:
             o, h = r.get("ours", {}), r.get("hf", {})
             note = f" ({r.get('error') or r.get('skipped')})" if r.get("error") or r.get("skipped") else ""
-            losses = o.get("train_loss") or {}
+            losses, hf_losses = o.get("train_loss") or {}, h.get("train_loss") or {}
             if losses.get("nonfinite"):
                 note += f" (ours: {losses['nonfinite']} of {losses['batches']} training losses NaN/inf)"
+            if hf_losses.get("finite") is False:
+                note += " (HF: mean training loss NaN/inf)"
             cells = [r["workload"], r["setting"] + note, o.get("samples_per_s"), h.get("samples_per_s"), r.get("ratio"),
                      o.get("tokens_per_s"), h.get("tokens_per_s"), o.get("peak_mem_gb"), h.get("peak_mem_gb"),
                      o.get("mfu"), h.get("mfu"), r.get("same_texts", "")]

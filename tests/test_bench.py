@@ -130,3 +130,5 @@ def test_causal_train_micro_batch_row_keeps_the_shipped_effective_batch(tmp_path
     # more than 8 (up to 16; the 40-row file's last batch has 8)
     assert micro["ours"]["steps"] == 2 and 16 < micro["ours"]["samples"] <= 32
     assert shipped["hf"] == micro["hf"]  # HF at its shipped 8 x 2, run once for both rows
+    # both sides trained sanely (a NaN run's speed is no result): ours counts NaN/inf losses, HF's mean is finite
+    assert shipped["hf"]["train_loss"]["finite"] and shipped["ours"]["train_loss"]["nonfinite"] == 0

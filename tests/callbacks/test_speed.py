@@ -49,7 +49,9 @@ def test_the_benchmark_table_marks_a_row_whose_training_went_nonfinite(tmp_path)
     report = Report(types.SimpleNamespace(out=str(tmp_path), group="causal-train"))
     side = {"samples_per_s": 1.0, "tokens_per_s": 2.0}
     report.add({"workload": "w", "setting": "sane", "ours": dict(side, train_loss={"batches": 4, "nonfinite": 0})})
-    report.add({"workload": "w", "setting": "broken", "ours": dict(side, train_loss={"batches": 4, "nonfinite": 3})})
+    report.add({"workload": "w", "setting": "broken", "ours": dict(side, train_loss={"batches": 4, "nonfinite": 3}),
+                "hf": dict(side, train_loss={"mean": float("nan"), "finite": False})})
     table = (tmp_path / "speed_vs_hf_causal-train.md").read_text()
-    assert "| sane |" in table and "| broken (ours: 3 of 4 training losses NaN/inf) |" in table
+    assert "| sane |" in table
+    assert "| broken (ours: 3 of 4 training losses NaN/inf) (HF: mean training loss NaN/inf) |" in table
     assert json.loads((tmp_path / "speed_vs_hf_causal-train.json").read_text())["rows"][1]["ours"]["train_loss"]["nonfinite"] == 3
