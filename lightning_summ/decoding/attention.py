@@ -11,15 +11,15 @@ Two costs of transformers' SDPA path showed in the H200 profile of a greedy Qwen
 - With a padding mask, transformers 5.17's SDPA path copies every layer's whole key/value cache
   ``num_attention_heads / num_key_value_heads`` times at every decoding step (``repeat_kv``: SDPA's
   own ``enable_gqa`` is not used with a mask): for Qwen3-4B (32 query heads, 8 key/value heads) at
-  batch 128 such copies were 45% of the GPU's kernel time in a batch (one profile). In one H200 run
-  the packed layout made the first, longest batch faster and the shortest ones slower
-  (``bench/NOTES.md``, third round). A decoding step has one query token, so
-  the query heads of a group can instead be laid out as that group's query *rows*
-  (``[batch, kv_heads, group, dim]``) and attend to the key/value heads as they are: the same
+  batch 128 such copies were 45% of the GPU's kernel time in a batch (one profile). A decoding step
+  has one query token, so the query heads of a group can instead be laid out as that group's query
+  *rows* (``[batch, kv_heads, group, dim]``) and attend to the key/value heads as they are: the same
   attention, computed from the cache without a copy. transformers adopted the same layout in later
   versions (``pack_gqa`` in ``integrations/sdpa_attention.py``); ``sdpa_packed_gqa`` here gives it to
   the versions without it. Every other call (prefill, training, masks per head, compiled decoding)
-  goes to transformers' own ``sdpa_attention_forward`` unchanged.
+  goes to transformers' own ``sdpa_attention_forward`` unchanged. In one H200 run the packed layout
+  made the first, longest batch faster and the shorter ones slightly slower (``bench/NOTES.md``,
+  third round).
 """
 
 from __future__ import annotations
