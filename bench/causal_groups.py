@@ -38,6 +38,11 @@ INFERENCE_OPTIONS = {"merge": ["--model.init_args.merge_adapters_for_inference=t
                      "unpacked": ["--model.init_args.generation.packed_gqa=false"]}
 
 
+# The shipped effective batch in one micro-batch (8 x 2 -> 16 x 1): the same examples per optimizer
+# step, half the host work per example (training is host-bound at these batches: bench/NOTES.md).
+MICRO_BATCH = "micro-batch"
+
+
 def causal_options(args) -> dict[str, list[str]]:
     """Our speed options under test for LoRA/QLoRA training, by name (``--causal_options``)."""
     packing, compile_ = ["--data.packing=true"], ["--model.init_args.compile=true"]
@@ -53,10 +58,6 @@ def causal_options(args) -> dict[str, list[str]]:
             "cudagraphs": ["--model.init_args.compile=cudagraphs"],
             MICRO_BATCH: ["--trainer.accumulate_grad_batches=1"]}  # with the batch set in _train_rows
 
-
-# The shipped effective batch in one micro-batch (8 x 2 -> 16 x 1): the same examples per optimizer
-# step, half the host work per example (training is host-bound at these batches: bench/NOTES.md).
-MICRO_BATCH = "micro-batch"
 
 
 CONTRADICTORY = ({"merge", "unmerged"}, {"merge", "4bit"}, {"dequant", "4bit"})

@@ -115,7 +115,7 @@ def _train(trainer, counter: _Counter, args, samples_per_step: int, base: int) -
 
     timer = Timer()
     trainer.add_callback(timer)
-    loss = trainer.train().training_loss  # the mean over every step: NaN if any step's loss was
+    loss = trainer.train().training_loss  # the mean over every step: NaN if any step's loss was NaN
     samples = timer.steps * samples_per_step
     # tokens: counted at collation, so the last step's batches may be counted one batch ahead
     return {"steps": timer.steps, "samples": samples, "seconds": round(timer.seconds, 3),

@@ -126,8 +126,8 @@ def summarise(window: ProfileWindow, top: int) -> dict:
             "top_host": rows(host, lambda e: e.self_cpu_time_total), "top_gpu": rows(device, _device_us)}
 
 
-def materialize(args) -> str:
-    """The random-weight model of the config's family, saved once; its directory."""
+def materialize(args) -> None:
+    """The random-weight model of the config's family, saved once; ``args.model_dir`` names it."""
     init = yaml.safe_load((REPO / args.config).read_text())["model"]["init_args"]
     if "max_source_length" in init:  # a seq2seq (BART) config
         from kobart_group import BART_BASE, TINY_BART, materialize_seq2seq
@@ -136,7 +136,6 @@ def materialize(args) -> str:
         from causal_groups import materialize as materialize_causal
         args.model_dir = args.model_dir or str(Path(args.scratch) / "random-causal")
         materialize_causal(args)
-    return args.model_dir
 
 
 def profile(args, overrides: list[str]) -> dict:

@@ -142,16 +142,15 @@ class SoftVoting:
         if g.do_sample or not g.early_stopping or g.static_cache:
             raise ConfigError("soft voting (model.ensemble_checkpoints) supports beam search / greedy with "
                               "generation.early_stopping: true only (not do_sample, static_cache)")
-        config = module.model.generation_config
         for member in self.members:  # not submodules, so Lightning does not move them
             member.to(device=module.device)
         with packed_gqa_decoding([module.model, *self.members]) if g.packed_gqa else nullcontext():
-            results = self._search(module, batch, config)
+            results = self._search(module, batch)
         decode = lambda ids: module.tokenizer.decode(ids, skip_special_tokens=True).strip()  # noqa: E731
         return [[(decode(ids), score) for ids, score in row] for row in results]
 
-    def _search(self, module, batch: dict, config) -> list:
-        g = module.generation
+    def _search(self, module, batch: dict) -> list:
+        g, config = module.generation, module.model.generation_config
         return soft_voting_beam_search(
             [module.model, *self.members], batch["input_ids"], batch["attention_mask"],
             decoder_start_token_id=module.decoder_start_token_id, eos_token_id=module.eos_token_ids(),

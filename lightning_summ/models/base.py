@@ -70,7 +70,9 @@ class SummarizerBase(SummaryEvaluationModule):
         return sdpa_without_cudnn
 
     def attention_for_training(self):
-        """The SDPA kernels of the loss forwards and of the backward. The backward needs them too:
+        """The SDPA kernels of the loss forwards and of the backward (``model.cudnn_attention``: with
+        cuDNN attention, PyTorch's default on an H200, a bf16 LoRA run of the left-padded Qwen3
+        batches went NaN from its second step there: ``bench/NOTES.md``). The backward needs them too:
         with gradient checkpointing it runs each layer's forward again, and a recomputation that
         picked another kernel than the forward would fail (or bring cuDNN back). Compiled blocks
         enter them inside their graph (``CompiledBlocks``), so that a graph traced under other

@@ -83,9 +83,8 @@ class CausalLMSummarizer(SummarizerBase):
         compile: compiled transformer blocks for training steps: ``true`` (inductor), ``auto``
             (inductor on CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when
             it pays: ``lightning_summ.models.compilation``.
-        cudnn_attention: let PyTorch pick cuDNN attention for the training and validation-loss
-            forwards on CUDA (its default choice on H100/H200). Off (the default): flash /
-            memory-efficient kernels, as generation uses; see ``lightning_summ.decoding.attention``.
+        cudnn_attention: allow cuDNN attention in training on CUDA (off: flash / memory-efficient
+            kernels; why: ``SummarizerBase.attention_for_training``).
     """
 
     def __init__(

@@ -39,7 +39,6 @@ def test_a_decoding_step_equals_transformers_sdpa_with_repeated_heads(mask):
     attend[1, ..., :3] = False  # a left-padded row
     attend = {"padding": attend, "additive": torch.zeros(3, 1, 1, 7).masked_fill(~attend, float("-inf")),
               "one-row": attend[1:2], "none": None}[mask]  # bool, float, broadcast over the batch, no mask
-    calls = []
     with patch("torch.nn.functional.scaled_dot_product_attention", wraps=torch.nn.functional.scaled_dot_product_attention) as sdpa:
         ours, _ = sdpa_packed_gqa(module, query, key, value, attend, scaling=0.25)
         calls = [c.args[0].shape for c in sdpa.call_args_list]
