@@ -19,7 +19,8 @@ from transformers import get_scheduler
 from lightning_summ.decoding.attention import sdpa_without_cudnn
 from lightning_summ.decoding.generate import Generate, SoftVoting
 from lightning_summ.errors import ConfigError
-from lightning_summ.models.compilation import CompiledBlocks, compile_backend, resolve_auto
+from lightning_summ.models.compilation import (CompiledBlocks, CompiledStep, check_compile_settings, compile_backend,
+                                               resolve_auto, uses_cuda_graphs)
 from lightning_summ.models.evaluation import SummaryEvaluationModule, read_checkpoint
 from lightning_summ.models.schedules import TimeBudgetLR, TrainingClock
 from lightning_summ.models.settings import EvaluationSettings, GenerationSettings, OptimizerSettings
@@ -31,11 +32,17 @@ class SummarizerBase(SummaryEvaluationModule):
     def __init__(self, processor: SummaryProcessor, generation: Optional[GenerationSettings] = None,
                  optimizer: Optional[OptimizerSettings] = None, evaluation: Optional[EvaluationSettings] = None,
                  trust_remote_code: bool = False, ensemble_checkpoints: Optional[list[str]] = None,
-                 compile: Union[bool, str] = False, cudnn_attention: bool = False):
+                 compile: Union[bool, str] = False, compile_scope: str = "blocks",
+                 compile_mode: Optional[str] = None, cudnn_attention: bool = False):
         super().__init__(processor, Generate(), evaluation)
         self.cudnn_attention = cudnn_attention
         self.compile_backend = compile_backend(compile)
-        self._compiled_blocks: Optional[CompiledBlocks] = None  # model.compile, made in configure_model
+        check_compile_settings(self.compile_backend, compile_scope, compile_mode)
+        self.compile_scope, self.compile_mode = compile_scope, compile_mode
+        # model.compile, made in configure_model: the compiled blocks, or the compiled loss of a step
+        self._compiled_blocks: Optional[CompiledBlocks] = None
+        self._compiled_step: Optional[CompiledStep] = None
+        self._cuda_graphs = False  # whether the compiled training code replays CUDA graphs
         self.ensemble_checkpoints = list(ensemble_checkpoints or [])
         # A plain list, not submodules: checkpoints of the first model stay loadable and savable as they are.
         self.members: list[torch.nn.Module] = []
@@ -131,8 +138,11 @@ class SummarizerBase(SummaryEvaluationModule):
             self.processor.fit_tags()  # no training file given: the known tags only (a checkpoint verifies)
         self.model = self.build_model()  # sized for len(self.tokenizer), tags included
         backend = resolve_auto(self.compile_backend, self._device_type())
-        if backend is not None:
-            self._compiled_blocks = CompiledBlocks(self.model, backend, context=self._training_kernels())
+        self._cuda_graphs = uses_cuda_graphs(backend, self.compile_mode)
+        if backend is not None and self.compile_scope == "step":
+            self._compiled_step = CompiledStep(self.compute_loss, backend, self._training_kernels(), self.compile_mode)
+        elif backend is not None:
+            self._compiled_blocks = CompiledBlocks(self.model, backend, self._training_kernels(), self.compile_mode)
         for path in self.ensemble_checkpoints:
             checkpoint = read_checkpoint(path)
             self.on_load_checkpoint(checkpoint)  # same processor (and adapters), or a clear error
@@ -149,6 +159,11 @@ class SummarizerBase(SummaryEvaluationModule):
 
     def on_fit_start(self) -> None:
         check_trainable_dtypes(self, str(self.trainer.precision), uses_grad_scaler(self.trainer.precision_plugin))
+        if self._cuda_graphs and self.trainer.accumulate_grad_batches > 1:
+            # A micro-batch's gradients would live in CUDA-graph memory that the next micro-batch's replay overwrites.
+            raise ConfigError(f"model.compile with CUDA graphs ({self.compile_mode or self.compile_backend}) cannot accumulate "
+                              f"gradients (trainer.accumulate_grad_batches={self.trainer.accumulate_grad_batches}): "
+                              "set it to 1 with a larger data.batch_size, or use another model.compile_mode")
 
     def on_train_start(self) -> None:
         self.training_clock.start()  # where Lightning's Timer (trainer.max_time) starts too
@@ -166,7 +181,7 @@ class SummarizerBase(SummaryEvaluationModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         with self.attention_for_training():
-            loss = self.compute_loss(batch)
+            loss = self._compiled_step(batch) if self._compiled_step is not None else self.compute_loss(batch)
         n = len(batch["fname"])
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)

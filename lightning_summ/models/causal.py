@@ -83,6 +83,10 @@ class CausalLMSummarizer(SummarizerBase):
         compile: compiled transformer blocks for training steps: ``true`` (inductor), ``auto``
             (inductor on CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when
             it pays: ``lightning_summ.models.compilation``.
+        compile_scope: what ``compile`` compiles: ``blocks`` (each transformer block) or ``step``
+            (a training step's whole loss computation, one graph each way).
+        compile_mode: torch.compile's mode for inductor: null (its default), ``reduce-overhead``
+            (CUDA graphs: one launch per graph; no gradient accumulation), ``max-autotune``...
         cudnn_attention: allow cuDNN attention in training on CUDA (off: flash / memory-efficient
             kernels; why: ``SummarizerBase.attention_for_training``).
     """
@@ -114,6 +118,8 @@ class CausalLMSummarizer(SummarizerBase):
         trust_remote_code: bool = False,
         ensemble_checkpoints: Optional[list[str]] = None,
         compile: Union[bool, str] = False,
+        compile_scope: str = "blocks",
+        compile_mode: Optional[str] = None,
         cudnn_attention: bool = False,
     ):
         if not (pretrained or tokenizer):
@@ -131,7 +137,8 @@ class CausalLMSummarizer(SummarizerBase):
                                     prompt_template, use_chat_template, system_prompt, chat_template_kwargs,
                                     atomic_tags, trust_remote_code)
         super().__init__(processor, generation, optimizer, evaluation, trust_remote_code, ensemble_checkpoints,
-                         compile=compile, cudnn_attention=cudnn_attention)
+                         compile=compile, compile_scope=compile_scope, compile_mode=compile_mode,
+                         cudnn_attention=cudnn_attention)
         self.pretrained, self.model_config, self.weights_dtype = pretrained, model_config, dtype
         self.lora, self.quantization = lora, quantization
         self.gradient_checkpointing, self.atomic_tags = gradient_checkpointing, atomic_tags

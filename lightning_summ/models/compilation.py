@@ -1,4 +1,4 @@
-"""``model.compile``: regional ``torch.compile`` of the network's repeated blocks for training steps.
+"""``model.compile``: ``torch.compile`` of training steps, of the network's repeated blocks or of the whole loss.
 
 Each transformer block (the classes a transformers model lists in ``_no_split_modules``: a BART
 encoder/decoder layer, a Qwen3/Llama decoder layer with its LoRA linears inside) is compiled in
@@ -16,10 +16,21 @@ the compile (``SpeedMonitor`` reports them apart as ``train_warmup``), so it pay
 are few (``data.pad_to_multiple_of``, packing with a token budget); loss and gradients are the
 eager ones up to fp rounding. ``auto`` compiles with inductor when training on CUDA only: on a
 CPU, inductor's C++ compile of every block costs more than a short run gains.
+
+``model.compile_scope: step`` compiles the whole loss computation of a training step instead
+(embeddings, masks, every block, the head and the cross-entropy: one forward graph, and one
+backward graph by AOTAutograd; HF's BART traces with no graph break). With
+``model.compile_mode: reduce-overhead`` inductor then replays each graph as a CUDA graph (one
+launch instead of ~1,500 per step): the cure for a small model whose steps wait on Python and
+kernel launches (``bench/NOTES.md``). CUDA graphs record one graph per batch shape, so they need
+few shapes (``data.pad_to_multiple_of``); their outputs are overwritten by the next replay, so the
+loss is copied out, and gradient accumulation is refused (the gradients of one micro-batch would
+live in memory the next one overwrites).
 """
 
 from __future__ import annotations
 
+import types
 from typing import Optional, Union
 
 import torch
@@ -28,6 +39,8 @@ from lightning_summ.errors import ConfigError
 
 
 AUTO = "auto"  # inductor when training on CUDA, eager elsewhere (resolved by resolve_auto)
+SCOPES = ("blocks", "step")  # model.compile_scope
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's modes
 
 
 def compile_backend(setting: Union[bool, str]) -> Optional[str]:
@@ -43,6 +56,24 @@ def compile_backend(setting: Union[bool, str]) -> Optional[str]:
         raise ConfigError(f"model.compile must be true, false, auto or a torch.compile backend ({', '.join(shown)}), "
                           f"got {setting!r}")
     return backend
+
+
+def check_compile_settings(backend: Optional[str], scope: str, mode: Optional[str]) -> None:
+    """``model.compile_scope`` and ``model.compile_mode`` against ``model.compile`` (one-line errors)."""
+    if scope not in SCOPES:
+        raise ConfigError(f"model.compile_scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    if mode is None:
+        return
+    if mode not in MODES:
+        raise ConfigError(f"model.compile_mode must be null or one of {', '.join(MODES)}, got {mode!r}")
+    if backend not in ("inductor", AUTO):  # torch.compile's modes are inductor's
+        raise ConfigError(f"model.compile_mode {mode!r} is an inductor mode: set model.compile to true or auto "
+                          f"(it is {backend or False!r})")
+
+
+def uses_cuda_graphs(backend: Optional[str], mode: Optional[str]) -> bool:
+    """Whether the compiled code replays CUDA graphs (inductor's CUDA-graph modes, dynamo's cudagraphs backend)."""
+    return backend == "cudagraphs" or (backend == "inductor" and mode in ("reduce-overhead", "max-autotune"))
 
 
 def resolve_auto(backend: Optional[str], device_type: Optional[str]) -> Optional[str]:
@@ -72,26 +103,60 @@ class CompiledBlocks:
     restore each submodule's ``training`` flag directly after validation.
     """
 
-    def __init__(self, network: torch.nn.Module, backend: str = "inductor", context=None):
+    def __init__(self, network: torch.nn.Module, backend: str = "inductor", context=None,
+                 mode: Optional[str] = None):
         self.blocks, self.context = repeated_blocks(network), context
+        codes: dict[type, types.CodeType] = {}
         for block in self.blocks:
             # What nn.Module.compile does (nn.Module.__call__ runs _compiled_call_impl when it is
-            # set), behind a check of the mode so that evaluation keeps the eager block.
-            call = block._call_impl if context is None else _within(context, block._call_impl)
-            block._compiled_call_impl = _training_only(block, torch.compile(call, backend=backend))
+            # set), behind a check of the mode so that evaluation keeps the eager block. Each block
+            # class gets a function of its own: dynamo keeps compiled graphs, and its limit of 8
+            # recompiles, per code object, and a BART encoder and decoder layer sharing one hit that
+            # limit on the H200 within 5 steps (each class x each new batch size), then ran eager.
+            call = _per_class(_within(context, block._call_impl), type(block), codes)
+            block._compiled_call_impl = _training_only(block, torch.compile(call, backend=backend, mode=mode))
 
     def __len__(self) -> int:
         return len(self.blocks)
+
+
+class CompiledStep:
+    """A training step's whole loss computation (``loss_fn(batch) -> loss``), compiled as one region
+    (``model.compile_scope: step``); called with the batch's tensors only, so that its file names and
+    references (Python lists) are neither traced nor guarded on."""
+
+    def __init__(self, loss_fn, backend: str = "inductor", context=None, mode: Optional[str] = None):
+        call = loss_fn if context is None else _within(context, loss_fn)
+        self.compiled = torch.compile(call, backend=backend, mode=mode)
+        self.cuda_graphs = uses_cuda_graphs(backend, mode)
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        loss = self.compiled({k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
+        # A CUDA graph's output is overwritten by its next replay: what is logged and kept is a copy.
+        return loss.clone() if self.cuda_graphs else loss
 
 
 def _within(context, call):
     """``call`` inside ``context()``, traced with it: a context that picks kernels (``sdpa_kernel``) is then
     part of the compiled graph, whose cache key differs from a graph traced without it (the on-disk
     AOTAutograd cache keys a graph by its code, not by the SDPA settings it was traced under)."""
+    if context is None:
+        def within(*args, **kwargs):
+            return call(*args, **kwargs)
+        return within
+
     def within(*args, **kwargs):
         with context():
             return call(*args, **kwargs)
     return within
+
+
+def _per_class(function, cls: type, codes: dict):
+    """``function`` with the code object of the block class ``cls`` (made once, kept in ``codes``):
+    dynamo's compiled graphs, their guards and the recompile limit belong to a code object, so every
+    layer of a class shares one, and another class (a decoder layer beside an encoder layer) has its own."""
+    code = codes.setdefault(cls, function.__code__.replace(co_name=f"{function.__name__}_{cls.__name__}"))
+    return types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
 
 
 def _training_only(block: torch.nn.Module, compiled):

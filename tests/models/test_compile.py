@@ -116,3 +116,62 @@ def test_fit_with_compile_auto_on_a_cpu_trains_the_eager_blocks(cli_run, monkeyp
                   "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=0")
     assert seen == ["cpu"]  # the Trainer's device reached the choice (on a GPU: "cuda", inductor)
     assert cli.model._compiled_blocks is None and counters["frames"]["ok"] == 0
+
+
+def _seq2seq_step(compile: bool):
+    torch.manual_seed(0)
+    model = tiny_model(model_config=NO_DROPOUT, compile=compile and BACKEND, compile_scope="step")
+    _, batch = _seq2seq(compile=False)
+    return model, batch
+
+
+def test_a_compiled_step_gives_the_eager_loss_and_gradients_in_one_graph():
+    torch._dynamo.reset()
+    counters.clear()
+    eager, batch = _seq2seq(compile=False)
+    eager_loss, eager_grads = _loss_and_grads(eager.train(), batch)
+    compiled, _ = _seq2seq_step(compile=True)
+    assert compiled._compiled_blocks is None and compiled._compiled_step is not None
+    compiled.train().zero_grad(set_to_none=True)
+    loss = compiled._compiled_step(batch)  # what training_step calls: the batch's lists (fname...) are left out
+    loss.backward()
+    # the whole loss (embeddings, masks, blocks, head, cross-entropy) in one graph: no graph break
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+    torch.testing.assert_close(loss.detach(), eager_loss, rtol=1e-5, atol=1e-5)
+    grads = {n: p.grad for n, p in compiled.named_parameters() if p.grad is not None}
+    assert grads.keys() == eager_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, eager_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fit_with_a_compiled_step_through_the_cli(cli_run):
+    torch._dynamo.reset()
+    counters.clear()
+    cli = cli_run("fit", f"--model.init_args.compile={BACKEND}", "--model.init_args.compile_scope=step",
+                  "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1")
+    assert cli.model._compiled_step is not None and counters["frames"]["ok"] >= 1
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    assert "val/loss" in cli.trainer.callback_metrics
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(compile=BACKEND, compile_scope="model"), "model.compile_scope must be one of blocks, step, got 'model'"),
+    (dict(compile=True, compile_mode="fastest"), "model.compile_mode must be null or one of default, reduce-overhead"),
+    (dict(compile=BACKEND, compile_mode="reduce-overhead"),
+     "model.compile_mode 'reduce-overhead' is an inductor mode: set model.compile to true or auto \\(it is 'aot_eager'\\)"),
+    (dict(compile_mode="reduce-overhead"), "inductor mode: set model.compile to true or auto \\(it is False\\)"),
+])
+def test_bad_compile_scope_or_mode_is_refused_in_one_line(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_model(**settings)
+
+
+def test_cuda_graphs_with_gradient_accumulation_are_refused_before_training(cli_run, capsys):
+    from lightning_summ.models.compilation import uses_cuda_graphs
+
+    assert uses_cuda_graphs("inductor", "reduce-overhead") and uses_cuda_graphs("cudagraphs", None)
+    assert not uses_cuda_graphs("inductor", None) and not uses_cuda_graphs("inductor", "max-autotune-no-cudagraphs")
+    with pytest.raises(ConfigError, match="cannot accumulate gradients \\(trainer.accumulate_grad_batches=2\\)"):
+        # dynamo's cudagraphs backend: refused at fit start, before any step (on a CPU nothing would be graphed)
+        cli_run("fit", "--model.init_args.compile=cudagraphs", "--trainer.accumulate_grad_batches=2",
+                "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=0")
