@@ -159,11 +159,25 @@ class SummarizerBase(SummaryEvaluationModule):
 
     def on_fit_start(self) -> None:
         check_trainable_dtypes(self, str(self.trainer.precision), uses_grad_scaler(self.trainer.precision_plugin))
-        if self._cuda_graphs and self.trainer.accumulate_grad_batches > 1:
+        self._check_cuda_graphs()
+
+    def on_train_epoch_start(self) -> None:
+        self._check_cuda_graphs()  # again: a GradientAccumulationScheduler raises the accumulation here, per epoch
+
+    def _check_cuda_graphs(self) -> None:
+        """Refuse what compiled CUDA graphs (``model.compile_mode``, the cudagraphs backend) cannot do
+        yet. Conservative on a CPU too, where nothing is graphed, so that a config fails before its GPU run."""
+        if not self._cuda_graphs:
+            return
+        what = f"model.compile with CUDA graphs ({self.compile_mode or self.compile_backend})"
+        if self.trainer.accumulate_grad_batches > 1:
             # A micro-batch's gradients would live in CUDA-graph memory that the next micro-batch's replay overwrites.
-            raise ConfigError(f"model.compile with CUDA graphs ({self.compile_mode or self.compile_backend}) cannot accumulate "
-                              f"gradients (trainer.accumulate_grad_batches={self.trainer.accumulate_grad_batches}): "
-                              "set it to 1 with a larger data.batch_size, or use another model.compile_mode")
+            raise ConfigError(f"{what} cannot accumulate gradients (trainer.accumulate_grad_batches="
+                              f"{self.trainer.accumulate_grad_batches}): set it to 1 with a larger data.batch_size, "
+                              "or use another model.compile / model.compile_mode")
+        if getattr(self, "gradient_checkpointing", False):
+            # Recomputation replays a block's graph while its first forward's outputs are still alive: not checked on a GPU.
+            raise ConfigError(f"{what} with model.gradient_checkpointing is not supported yet: set one of them off")
 
     def on_train_start(self) -> None:
         self.training_clock.start()  # where Lightning's Timer (trainer.max_time) starts too

@@ -80,13 +80,14 @@ class CausalLMSummarizer(SummarizerBase):
         trust_remote_code: allow code from the model repository to run.
         ensemble_checkpoints: other checkpoints of this config (e.g. fold adapters) to decode with by
             soft voting (validate/test/predict; each member loads its own copy of the base model).
-        compile: compiled transformer blocks for training steps: ``true`` (inductor), ``auto``
-            (inductor on CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when
-            it pays: ``lightning_summ.models.compilation``.
+        compile: torch.compile for training steps: ``true`` (inductor), ``auto`` (inductor on
+            CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when it pays:
+            ``lightning_summ.models.compilation``.
         compile_scope: what ``compile`` compiles: ``blocks`` (each transformer block) or ``step``
-            (a training step's whole loss computation, one graph each way).
-        compile_mode: torch.compile's mode for inductor: null (its default), ``reduce-overhead``
-            (CUDA graphs: one launch per graph; no gradient accumulation), ``max-autotune``...
+            (a training step's whole loss computation; the summary span's search breaks it in two).
+        compile_mode: torch.compile's mode for inductor: null (its default), ``reduce-overhead`` or
+            ``max-autotune`` (both replay CUDA graphs: no gradient accumulation, no checkpointing), or
+            ``max-autotune-no-cudagraphs``.
         cudnn_attention: allow cuDNN attention in training on CUDA (off: flash / memory-efficient
             kernels; why: ``SummarizerBase.attention_for_training``).
     """

@@ -35,13 +35,14 @@ class Seq2SeqSummarizer(SummarizerBase):
         ensemble_checkpoints: other checkpoints of this same config (e.g. the k-fold models) to
             decode with by soft voting: one beam search on the mean of all models' next-token
             log-probabilities (validate/test/predict only; the ``--ckpt_path`` model is the first member).
-        compile: compiled transformer blocks for training steps: ``true`` (inductor), ``auto``
-            (inductor on CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when
-            it pays: ``lightning_summ.models.compilation``.
+        compile: torch.compile for training steps: ``true`` (inductor), ``auto`` (inductor on
+            CUDA, eager on a CPU), ``false`` or a backend's name; how it works and when it pays:
+            ``lightning_summ.models.compilation``.
         compile_scope: what ``compile`` compiles: ``blocks`` (each transformer block) or ``step``
-            (a training step's whole loss computation, one graph each way).
-        compile_mode: torch.compile's mode for inductor: null (its default), ``reduce-overhead``
-            (CUDA graphs: one launch per graph; no gradient accumulation), ``max-autotune``...
+            (a training step's whole loss computation; one graph each way on transformers 5.24, not on 5.17).
+        compile_mode: torch.compile's mode for inductor: null (its default), ``reduce-overhead`` or
+            ``max-autotune`` (both replay CUDA graphs: no gradient accumulation), or
+            ``max-autotune-no-cudagraphs``.
         cudnn_attention: allow cuDNN attention in training on CUDA (off: flash / memory-efficient
             kernels; why: ``SummarizerBase.attention_for_training``).
     """
