@@ -18,14 +18,15 @@ eager ones up to fp rounding. ``auto`` compiles with inductor when training on C
 CPU, inductor's C++ compile of every block costs more than a short run gains.
 
 ``model.compile_scope: step`` compiles the whole loss computation of a training step instead
-(embeddings, masks, every block, the head and the cross-entropy: one forward graph, and one
-backward graph by AOTAutograd; HF's BART traces with no graph break). With
-``model.compile_mode: reduce-overhead`` inductor then replays each graph as a CUDA graph (one
-launch instead of ~1,500 per step): the cure for a small model whose steps wait on Python and
-kernel launches (``bench/NOTES.md``). CUDA graphs record one graph per batch shape, so they need
-few shapes (``data.pad_to_multiple_of``); their outputs are overwritten by the next replay, so the
-loss is copied out, and gradient accumulation is refused (the gradients of one micro-batch would
-live in memory the next one overwrites).
+(embeddings, masks, every block, the head and the cross-entropy; the backward by AOTAutograd).
+HF's BART traces as one graph on transformers 5.24, but on 5.17 its tensor-valued layer-drop check
+breaks the graph at every layer (0.61x eager on the H200: ``bench/NOTES.md``).
+``model.compile_mode: reduce-overhead`` (or ``max-autotune``) makes inductor replay each compiled
+graph as a CUDA graph: with the blocks, KoBART's steady step at batch 32 went from 60 to 29 ms on
+the H200, but each new batch shape records a graph (0.2-0.8 s), so it pays on long runs with few
+shapes (``data.pad_to_multiple_of``). A graph's outputs are overwritten by its next replay, so the
+step's loss is copied out; gradient accumulation (a micro-batch's gradients would live in memory
+the next replay overwrites) and gradient checkpointing (not checked on a GPU) are refused.
 """
 
 from __future__ import annotations
@@ -126,8 +127,7 @@ class CompiledStep:
     references (Python lists) are neither traced nor guarded on."""
 
     def __init__(self, loss_fn, backend: str = "inductor", context=None, mode: Optional[str] = None):
-        call = loss_fn if context is None else _within(context, loss_fn)
-        self.compiled = torch.compile(call, backend=backend, mode=mode)
+        self.compiled = torch.compile(_within(context, loss_fn), backend=backend, mode=mode)
         self.cuda_graphs = uses_cuda_graphs(backend, mode)
 
     def __call__(self, batch: dict) -> torch.Tensor:
@@ -139,7 +139,8 @@ class CompiledStep:
 def _within(context, call):
     """``call`` inside ``context()``, traced with it: a context that picks kernels (``sdpa_kernel``) is then
     part of the compiled graph, whose cache key differs from a graph traced without it (the on-disk
-    AOTAutograd cache keys a graph by its code, not by the SDPA settings it was traced under)."""
+    AOTAutograd cache keys a graph by its code, not by the SDPA settings it was traced under). Without
+    a context, a plain function all the same (``_per_class`` copies a function's code object)."""
     if context is None:
         def within(*args, **kwargs):
             return call(*args, **kwargs)
