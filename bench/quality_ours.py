@@ -30,10 +30,12 @@ AUGMENT = '{"augmenters": ["speaker_swap", "sentence_split"], "ratio": 0.5, "mod
 # with less padding, but on DialogSum with pad_to_multiple_of 64 they held about 49 rows on average:
 # 2026-12-02, 4,514 steps at 620 samples/s in 360 s); graphs = compiled blocks replayed as CUDA graphs
 # (compile_mode reduce-overhead: KoBART's steady step 29 vs 60 ms; the whole-step scope breaks per layer on
-# transformers 5.17, so not that one; not yet run on this workload); each joins ours by '+' (ours+timefit+compile).
+# transformers 5.17, so not that one); fill = data.last_batch fill (every batch 32 rows, one shape fewer
+# to record); each joins ours by '+' (ours+timefit+compile).
 OURS_OPTIONS = {"augment": [f"--data.augment={AUGMENT}"], "timefit": ["--model.init_args.optimizer.schedule_to=max_time"],
                 "compile": ["--model.init_args.compile=true"], "tokens": ["--data.max_tokens_per_batch=12288"],
-                "graphs": ["--model.init_args.compile=true", "--model.init_args.compile_mode=reduce-overhead"]}
+                "graphs": ["--model.init_args.compile=true", "--model.init_args.compile_mode=reduce-overhead"],
+                "fill": ["--data.last_batch=fill"]}
 
 
 def budget_string(seconds: float) -> str:

@@ -9,11 +9,24 @@ so outputs are put back in input order afterwards, whatever order the batches ra
 from __future__ import annotations
 
 import random
+from itertools import cycle, islice
 from typing import Callable, Sequence
 
 from torch.utils.data import DataLoader, Sampler
 
 from lightning_summ.errors import ConfigError
+
+# What a training pool's short last batch becomes (``data.last_batch``): kept short (every row once
+# per epoch, one more batch shape), dropped (its rows skipped that epoch; they differ per epoch) or
+# filled up to the batch size with rows of similar length repeated from the same pool (every batch
+# one size: CUDA graphs record a graph per batch shape, ``model.compile_mode``).
+LAST_BATCH = ("keep", "fill", "drop")
+
+
+def check_last_batch(value: str) -> str:
+    if value not in LAST_BATCH:
+        raise ConfigError(f"data.last_batch must be one of {', '.join(LAST_BATCH)}, got {value!r}")
+    return value
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -77,13 +90,14 @@ class LengthBucketBatchSampler(EpochBatchSampler):
     Indices are shuffled, cut into pools of ``batch_size * pool_factor``, each pool sorted by length
     and cut into batches, and the batches shuffled again. Under several processes each rank takes
     every ``num_replicas``-th batch (the list is padded by repetition so that ranks stay in step).
+    A pool's last batch may be short; ``last_batch`` says what happens to it (``LAST_BATCH``).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
-                 pool_factor: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
+                 pool_factor: int = 50, last_batch: str = "keep", num_replicas: int = 1, rank: int = 0):
         super().__init__(seed, num_replicas, rank)
         self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
-        self.pool_factor, self.drop_last = pool_factor, drop_last
+        self.pool_factor, self.last_batch = pool_factor, check_last_batch(last_batch)
 
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
@@ -94,11 +108,23 @@ class LengthBucketBatchSampler(EpochBatchSampler):
         batches = []
         for start in range(0, len(order), pool):
             chunk = sorted(order[start:start + pool], key=lambda i: self.lengths[i], reverse=True)
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
+            batches += self._cut(chunk)
         if self.shuffle:
             rng.shuffle(batches)
+        return batches
+
+    def _cut(self, chunk: list[int]) -> list[list[int]]:
+        """A length-sorted pool (longest first) cut into batches, its short last one kept, dropped or filled."""
+        batches = [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        short = batches[-1] if batches and len(batches[-1]) < self.batch_size else None
+        if short is None or self.last_batch == "keep":
+            return batches
+        if self.last_batch == "drop":
+            return batches[:-1]
+        # "fill": the rows nearest in length are the ones just before it in the sorted pool (the
+        # previous batch's shortest), repeated; a pool smaller than one batch repeats itself.
+        donors = chunk[-len(short) - 1::-1] or short
+        batches[-1] = short + list(islice(cycle(donors), self.batch_size - len(short)))
         return batches
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from lightning_summ.data.augment import AugmentedTrainSet, AugmentingBatchSampler, AugmentSettings, training_rows
 from lightning_summ.data.batching import (LengthBucketBatchSampler, ResumableDataLoader, SortedBatchSampler,
-                                         TokenBudgetBatchSampler)
+                                         TokenBudgetBatchSampler, check_last_batch)
 from lightning_summ.errors import ConfigError
 from lightning_summ.io import DataError, Example, read_examples
 from lightning_summ.paths import resolve_path
@@ -61,6 +61,12 @@ class SummarizationDataModule(LightningDataModule):
         seed: seed of the fold split and of the training batch shuffle.
         extra_tags: tags to register as atomic tokens besides the known ones and those found in the data.
         pool_factor: length bucketing pools ``batch_size * pool_factor`` examples before sorting.
+        last_batch: the short last training batch of each pool (an epoch's, unless the training set
+            exceeds ``batch_size * pool_factor`` rows): ``keep`` it (default), ``drop`` it (its rows,
+            different ones each epoch, are skipped for that epoch), or ``fill`` it up to ``batch_size``
+            with rows of similar length repeated from the same epoch. ``fill`` keeps every training
+            batch one size, so CUDA graphs (``model.compile_mode: reduce-overhead``), which record a
+            graph for each new batch shape, record fewer. Training batches of ``batch_size`` rows only.
         pad_to_multiple_of: pad each batch's length up to a multiple of this. On a GPU use 64: batches
             then come in a few shapes, so cuDNN attention plans (built per shape, ~0.1 s each) and
             compiled graphs are made once and reused; padding is masked, so results are unchanged.
@@ -96,6 +102,7 @@ class SummarizationDataModule(LightningDataModule):
         seed: int = 42,
         extra_tags: Optional[list[str]] = None,
         pool_factor: int = 50,
+        last_batch: str = "keep",
         pad_to_multiple_of: int = 1,
         max_tokens_per_batch: Optional[int] = None,
         eval_max_tokens_per_batch: Optional[int] = None,
@@ -115,12 +122,15 @@ class SummarizationDataModule(LightningDataModule):
                                      ("eval_max_tokens_per_batch", eval_max_tokens_per_batch)) if value is not None)):
             if value < low:
                 raise ConfigError(f"data.{name} must be >= {low}, got {value}")
+        if check_last_batch(last_batch) != "keep" and max_tokens_per_batch:
+            raise ConfigError(f"data.last_batch {last_batch!r} applies to batches of data.batch_size rows, "
+                              "not to data.max_tokens_per_batch: leave it at 'keep'")
         self.processor = processor
         self.train_path, self.val_path = resolve_path(train_path), resolve_path(val_path)
         self.test_path, self.predict_path = resolve_path(test_path), resolve_path(predict_path)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.fold, self.num_folds, self.seed = num_workers, fold, num_folds, seed
-        self.extra_tags, self.pool_factor = list(extra_tags or []), pool_factor
+        self.extra_tags, self.pool_factor, self.last_batch = list(extra_tags or []), pool_factor, last_batch
         self.pad_to_multiple_of = pad_to_multiple_of
         self.max_tokens_per_batch = max_tokens_per_batch
         self.eval_max_tokens_per_batch = max_tokens_per_batch if eval_max_tokens_per_batch is None \
@@ -230,7 +240,8 @@ class SummarizationDataModule(LightningDataModule):
 
     def _length_buckets(self, lengths: list[int], world: int, rank: int) -> LengthBucketBatchSampler:
         return LengthBucketBatchSampler(lengths, self.batch_size, shuffle=True, seed=self.seed,
-                                        pool_factor=self.pool_factor, num_replicas=world, rank=rank)
+                                        pool_factor=self.pool_factor, last_batch=self.last_batch,
+                                        num_replicas=world, rank=rank)
 
     def _train_collator(self):
         if self.packing:

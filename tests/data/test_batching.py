@@ -10,6 +10,7 @@ import torch
 
 from lightning_summ.data.batching import LengthBucketBatchSampler, SortedBatchSampler
 from lightning_summ.data.collate import collate_metadata, pad_left, pad_right
+from lightning_summ.errors import ConfigError
 
 
 def make_lengths(n: int, seed: int = 0) -> list[int]:
@@ -90,10 +91,42 @@ def test_bucket_sampler_shuffles_batch_order():
 
 def test_bucket_sampler_drop_last():
     lengths = make_lengths(103)
-    sampler = LengthBucketBatchSampler(lengths, 10, pool_factor=100, drop_last=True)
+    sampler = LengthBucketBatchSampler(lengths, 10, pool_factor=100, last_batch="drop")
     batches = list(sampler)
     assert len(batches) == 10 and all(len(b) == 10 for b in batches)
     assert len({i for b in batches for i in b}) == 100
+
+
+@pytest.mark.parametrize("n, batch_size, pool_factor", [(103, 10, 100), (103, 10, 3), (7, 10, 100), (40, 10, 2)])
+def test_bucket_sampler_fill_last(n, batch_size, pool_factor):
+    """Every batch full, the same batches otherwise, and a short batch filled with the rows nearest in
+    length: the shortest of the batch before it in its sorted pool (or its own rows, repeated, when
+    the pool is smaller than one batch)."""
+    lengths = [5 * i for i in range(n)]  # distinct lengths: the nearest rows are unambiguous
+    kept = list(LengthBucketBatchSampler(lengths, batch_size, seed=1, pool_factor=pool_factor))
+    filled = list(LengthBucketBatchSampler(lengths, batch_size, seed=1, pool_factor=pool_factor, last_batch="fill"))
+    assert len(filled) == len(kept) and all(len(b) == batch_size for b in filled)
+    shorts = 0
+    for before, after in zip(kept, filled):
+        if len(before) == batch_size:
+            assert after == before
+            continue
+        shorts += 1
+        assert after[:len(before)] == before
+        extra = after[len(before):]
+        if n < batch_size:
+            assert set(extra) <= set(before)
+        else:
+            neighbour = next(b for b in kept if set(extra) <= set(b))
+            by_length = sorted(neighbour, key=lengths.__getitem__)
+            assert sorted(extra, key=lengths.__getitem__) == by_length[:len(extra)]
+            assert min(lengths[i] for i in extra) > max(lengths[i] for i in before)
+    assert shorts == (1 if n % batch_size else 0)  # pools hold whole batches: only the last can be short
+
+
+def test_bucket_sampler_rejects_an_unknown_last_batch():
+    with pytest.raises(ConfigError, match="data.last_batch must be one of keep, fill, drop"):
+        LengthBucketBatchSampler([1, 2], 1, last_batch="pad")
 
 
 @pytest.mark.parametrize("n, batch_size, replicas", [(103, 8, 2), (100, 10, 2), (37, 4, 3), (3, 8, 2), (50, 7, 4)])

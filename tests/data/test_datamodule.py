@@ -274,6 +274,24 @@ def test_train_dataloader_covers_training_set(files):
     assert seen == Counter({i: len(e.summaries) for i, e in enumerate(rows)})
 
 
+@pytest.mark.parametrize("last_batch, sizes", [("keep", [7] * 5 + [5]), ("fill", [7] * 6), ("drop", [7] * 5)])
+def test_last_batch_reaches_the_training_loader(files, last_batch, sizes):
+    dm, _ = connected(train_path=files.train, val_path=files.val, batch_size=7, last_batch=last_batch)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert sorted(len(b["fname"]) for b in batches) == sorted(sizes)
+    seen = {i for b in batches for i in b["index"].tolist()}
+    assert len(seen) == (35 if last_batch == "drop" else files.n_train)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"last_batch": "pad"}, "data.last_batch must be one of keep, fill, drop, got 'pad'"),
+    ({"last_batch": "fill", "max_tokens_per_batch": 512}, "data.last_batch 'fill' applies to batches of data.batch_size")])
+def test_last_batch_is_checked_at_construction(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SummarizationDataModule(FakeProcessor(), **kwargs)
+
+
 def test_pad_to_multiple_of_reaches_training_and_generation_batches(files):
     dm, _ = connected(train_path=files.train, val_path=files.val, batch_size=4, eval_batch_size=5,
                       pad_to_multiple_of=16)
