@@ -98,29 +98,39 @@ class _Counter:
 
 
 def _train(trainer, counter: _Counter, args, samples_per_step: int, base: int) -> dict:
-    """Run ``trainer.train()`` and time the optimizer steps after warm-up, wall-clock between step ends."""
+    """Run ``trainer.train()`` and time the optimizer steps after warm-up, between step ends, as
+    ``SpeedMonitor`` times ours: marks in the CUDA stream, read at the end (no synchronization
+    between steps that the Trainer itself would not make)."""
     from transformers import TrainerCallback
 
+    from lightning_summ.callbacks.speed import mark_now, seconds_between
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
     class Timer(TrainerCallback):
-        mark = tokens0 = None
-        seconds, steps = 0.0, 0
+        def __init__(self):
+            self.mark = self.tokens0 = None
+            self.spans = []  # (start, end) marks of every timed step
 
         def on_step_end(self, a, state, control, **kw):
-            sync()
-            now = time.perf_counter()
+            now = mark_now(device)
             if state.global_step == args.warmup:
                 self.mark, self.tokens0 = now, counter.tokens
             elif self.mark is not None:
-                self.seconds, self.steps, self.mark = self.seconds + now - self.mark, self.steps + 1, now
+                self.spans.append((self.mark, now))
+                self.mark = now
 
     timer = Timer()
     trainer.add_callback(timer)
     loss = trainer.train().training_loss  # the mean over every step: NaN if any step's loss was NaN
-    samples = timer.steps * samples_per_step
+    sync()
+    seconds = sum(seconds_between(start, end) for start, end in timer.spans)
+    steps = len(timer.spans)
+    samples = steps * samples_per_step
     # tokens: counted at collation, so the last step's batches may be counted one batch ahead
-    return {"steps": timer.steps, "samples": samples, "seconds": round(timer.seconds, 3),
-            "samples_per_s": round(samples / timer.seconds, 3),
-            "tokens_per_s": round((counter.tokens - timer.tokens0) / timer.seconds, 1), "peak_mem_gb": peak_gb(base),
+    return {"steps": steps, "samples": samples, "seconds": round(seconds, 3),
+            "samples_per_s": round(samples / seconds, 3),
+            "tokens_per_s": round((counter.tokens - timer.tokens0) / seconds, 1), "peak_mem_gb": peak_gb(base),
             "train_loss": {"mean": loss, "finite": math.isfinite(loss)}}
 
 

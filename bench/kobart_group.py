@@ -34,7 +34,8 @@ def seq2seq_options(args) -> dict[str, list[str]]:
     fill = ["--data.last_batch=fill"]  # every batch 32 rows: one batch shape fewer for the graphs to record
     return {"compile": compile_, "token-budget": budget, "all": compile_ + budget, "step": step,
             "step+graphs": step + graphs, "blocks+graphs": compile_ + graphs, "step+graphs+token-budget": step + graphs + budget,
-            "blocks+graphs+fill": compile_ + graphs + fill}
+            "blocks+graphs+fill": compile_ + graphs + fill,
+            "unpinned": ["--data.pin_memory=false"]}  # batches from ordinary memory: each copy waits for the GPU
 
 
 def materialize_seq2seq(args, config: dict) -> dict:

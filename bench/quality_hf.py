@@ -39,7 +39,9 @@ def _hf_features(tok, path: str) -> list[dict]:
 
 
 def _time_budget(seconds: float, warmup: int):
-    """Stops ``Trainer.train`` at the first step end past ``seconds`` of training; times the steps after ``warmup``."""
+    """Stops ``Trainer.train`` at the first step end past ``seconds`` of training, by the wall clock
+    and without synchronizing the GPU, as Lightning's ``max_time`` stops ours; times the steps after
+    ``warmup`` up to the end of training (synchronized once there)."""
     from transformers import TrainerCallback
 
     class TimeBudget(TrainerCallback):
@@ -52,14 +54,18 @@ def _time_budget(seconds: float, warmup: int):
             self.mark = self.start if warmup == 0 else None
 
         def on_step_end(self, a, state, control, **kw):
-            sync()
             now = time.perf_counter()
             if state.global_step == warmup:
                 self.mark = now
             elif self.mark is not None:
-                self.timed_steps, self.timed_s = state.global_step - warmup, now - self.mark
+                self.timed_steps = state.global_step - warmup
             if now - self.start >= seconds:
                 control.should_training_stop = True
+
+        def on_train_end(self, a, state, control, **kw):
+            sync()  # the queued steps are done: their time counts
+            if self.mark is not None:
+                self.timed_s = time.perf_counter() - self.mark
 
     return TimeBudget()
 

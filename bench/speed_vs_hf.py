@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="kobart: the workloads to run (1 = train, 2 = generate)")
     parser.add_argument("--seq2seq_options", nargs="*", default=[],
                         choices=["compile", "token-budget", "all", "step", "step+graphs", "blocks+graphs",
-                                 "step+graphs+token-budget", "blocks+graphs+fill"],
+                                 "step+graphs+token-budget", "blocks+graphs+fill", "unpinned"],
                         help="kobart: rows of ours with these option sets (HF as in the first row)")
     parser.add_argument("--seq2seq_token_budget", type=int, default=65536, help="data.max_tokens_per_batch for KoBART")
     parser.add_argument("--causal_options", nargs="*", default=[],

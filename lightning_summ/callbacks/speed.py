@@ -1,14 +1,13 @@
 """Measure training, validation and predict speed: samples/s, real (non-pad) tokens/s, peak GPU memory.
 
 Add it to any run: ``--trainer.callbacks+=lightning_summ.callbacks.SpeedMonitor
---trainer.callbacks.output_path=speed.json``. Timings synchronize the GPU at batch boundaries, skip
+--trainer.callbacks.output_path=speed.json``. Timings mark batch boundaries (CUDA events on a GPU), skip
 warm-up steps, and count real tokens (no padding) as work.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Optional
 
@@ -19,36 +18,57 @@ from lightning_summ.console import say
 from lightning_summ.outputs import atomic_write
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def mark_now(device: torch.device):
+    """A mark of this point: on CUDA an event in the stream (when the GPU gets there; nothing waits),
+    elsewhere the wall-clock time."""
+    if device.type != "cuda":
+        return time.perf_counter()
+    event = torch.cuda.Event(enable_timing=True)
+    event.record()
+    return event
+
+
+def seconds_between(start, end) -> float:
+    return start.elapsed_time(end) / 1000 if isinstance(start, torch.cuda.Event) else end - start
 
 
 class _Meter:
-    """Wall-clock time between consecutive batch ends (data loading, optimizer and hooks included)."""
+    """Time between consecutive batch ends (data loading, optimizer and hooks included).
+
+    On CUDA the marks are events in the stream, read once at the end: timing does not synchronize the
+    GPU between batches, so the host prepares the next step while the GPU runs this one, as it does in
+    a run without the monitor (a synchronization at every batch end would add the host's time to the
+    GPU's). The time between two marks is then the stream's: the GPU's work plus any wait for the host.
+    """
 
     def __init__(self):
-        self.mark: Optional[float] = None  # time of the last batch end (or of the loop's start)
-        self.batches: list[tuple[int, int, float]] = []  # (samples, real tokens, seconds) per timed batch
+        self.mark = None  # the last batch end's mark (or the loop start's)
+        self._marks: list[tuple[int, int, object, object]] = []  # (samples, real tokens, start, end) per batch
 
     def start(self, device: torch.device) -> None:
-        _sync(device)
-        self.mark = time.perf_counter()
+        self.mark = mark_now(device)
 
     def add(self, device: torch.device, batch: dict) -> None:
-        _sync(device)
-        now = time.perf_counter()
+        now = mark_now(device)
         if self.mark is not None:
-            self.batches.append((len(batch["fname"]), int(batch["num_tokens"]), now - self.mark))
+            self._marks.append((len(batch["fname"]), int(batch["num_tokens"]), self.mark, now))
         self.mark = now
 
+    @property
+    def batches(self) -> list[tuple[int, int, float]]:
+        """(samples, real tokens, seconds) per timed batch; waits for the GPU to reach the last mark."""
+        if self._marks and isinstance(self._marks[-1][3], torch.cuda.Event):
+            self._marks[-1][3].synchronize()
+        return [(n, tokens, seconds_between(start, end)) for n, tokens, start, end in self._marks]
+
     def as_dict(self, per_batch: bool = False) -> dict:
-        samples, tokens, seconds = (sum(column) for column in zip(*self.batches)) if self.batches else (0, 0, 0.0)
+        batches = self.batches
+        samples, tokens, seconds = (sum(column) for column in zip(*batches)) if batches else (0, 0, 0.0)
         rate = lambda x: x / seconds if seconds else 0.0  # noqa: E731
-        result = {"steps": len(self.batches), "samples": samples, "tokens": tokens, "seconds": round(seconds, 3),
+        result = {"steps": len(batches), "samples": samples, "tokens": tokens, "seconds": round(seconds, 3),
                   "samples_per_s": round(rate(samples), 3), "tokens_per_s": round(rate(tokens), 1)}
         if per_batch:
-            result["batches"] = [(n, round(t, 4)) for n, _, t in self.batches]
+            result["batches"] = [(n, round(t, 4)) for n, _, t in batches]
         return result
 
 
@@ -56,13 +76,14 @@ class SpeedMonitor(Callback):
     """Training, validation and predict throughput and peak memory, printed and saved as JSON at the
     end of fit or predict.
 
-    Times are wall-clock spans from one batch end to the next (so data loading, the optimizer and
-    other callbacks count, as a user waiting for the run sees them); training excludes the first
+    Times are spans from one batch end to the next (so data loading, the optimizer and other
+    callbacks count, as a user waiting for the run sees them; on CUDA measured by events in the
+    stream, without synchronizing between batches); training excludes the first
     ``warmup_steps`` batches and any validation in between. Those warm-up batches are timed on their
     own (``train_warmup``, from the start of training): with ``model.compile`` that is where the
     compile time shows, reported apart from the steady rate it is amortised over. ``train_loss``
     says whether training was sane: over every training batch (warm-up included), how many losses
-    were NaN or infinite, and the last one (read after the batch-end synchronization, so no extra wait).
+    were NaN or infinite (counted on the device, read at the end), and the last one.
 
     Args:
         warmup_steps: training batches not timed (compilation, allocator warm-up).
@@ -74,7 +95,8 @@ class SpeedMonitor(Callback):
         self.warmup_steps, self.output_path, self.per_batch = warmup_steps, output_path, per_batch
         self.train, self.val, self.predict, self.warmup = _Meter(), _Meter(), _Meter(), _Meter()
         self._train_batches = 0
-        self._losses: list[float] = []  # every training batch's loss, warm-up included
+        # Over every training batch, warm-up included; kept on the loss's device, so nothing waits for it.
+        self._loss_batches, self._nonfinite, self._last_loss = 0, None, None
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.warmup_steps:
@@ -93,10 +115,13 @@ class SpeedMonitor(Callback):
             if self._train_batches == self.warmup_steps:
                 self.train.start(pl_module.device)
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor):  # the GPU was synchronized above: reading it does not wait
+        if isinstance(loss, torch.Tensor):
             # Lightning hands over the loss divided by the accumulation (what backward saw)
             scale = trainer.accumulate_grad_batches if getattr(pl_module, "automatic_optimization", False) else 1
-            self._losses.append(float(loss.detach()) * scale)
+            loss = loss.detach() * scale
+            bad = (~torch.isfinite(loss)).sum()
+            self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+            self._loss_batches, self._last_loss = self._loss_batches + 1, loss
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self.val.start(pl_module.device)
@@ -124,10 +149,10 @@ class SpeedMonitor(Callback):
     def results_for(self, trainer) -> dict:
         device = trainer.strategy.root_device  # the module itself may already be back on the CPU
         cuda = device.type == "cuda"
-        nonfinite = sum(not math.isfinite(x) for x in self._losses)
         return {"train": self.train.as_dict(self.per_batch), "train_warmup": self.warmup.as_dict(),
-                "train_loss": {"batches": len(self._losses), "nonfinite": nonfinite,
-                               "last": self._losses[-1] if self._losses else None},
+                "train_loss": {"batches": self._loss_batches,
+                               "nonfinite": int(self._nonfinite) if self._nonfinite is not None else 0,
+                               "last": float(self._last_loss) if self._last_loss is not None else None},
                 "validation": self.val.as_dict(self.per_batch),
                 "predict": self.predict.as_dict(self.per_batch),
                 "peak_mem_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,

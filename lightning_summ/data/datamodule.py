@@ -56,6 +56,10 @@ class SummarizationDataModule(LightningDataModule):
         batch_size: training batch size per device.
         eval_batch_size: batch size for validation/test/predict (generation); defaults to ``batch_size``.
         num_workers: DataLoader worker processes.
+        pin_memory: collate batches into page-locked memory, so that their copies to the GPU do not
+            wait for the GPU's queued work (a copy from ordinary memory synchronizes the stream
+            first, which keeps the host from preparing the next step while the GPU runs this one).
+            ``null`` (default): on when the trainer runs on CUDA, as HF's ``dataloader_pin_memory``.
         fold: which fold of the training file to hold out for validation (with ``num_folds``).
         num_folds: split the training file into this many folds (k-fold cross-validation).
         seed: seed of the fold split and of the training batch shuffle.
@@ -97,6 +101,7 @@ class SummarizationDataModule(LightningDataModule):
         batch_size: int = 16,
         eval_batch_size: Optional[int] = None,
         num_workers: int = 0,
+        pin_memory: Optional[bool] = None,
         fold: Optional[int] = None,
         num_folds: Optional[int] = None,
         seed: int = 42,
@@ -130,6 +135,7 @@ class SummarizationDataModule(LightningDataModule):
         self.test_path, self.predict_path = resolve_path(test_path), resolve_path(predict_path)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.fold, self.num_folds, self.seed = num_workers, fold, num_folds, seed
+        self.pin_memory = pin_memory
         self.extra_tags, self.pool_factor, self.last_batch = list(extra_tags or []), pool_factor, last_batch
         self.pad_to_multiple_of = pad_to_multiple_of
         self.max_tokens_per_batch = max_tokens_per_batch
@@ -207,6 +213,12 @@ class SummarizationDataModule(LightningDataModule):
                 self._encode(split)
 
     # -- loaders --------------------------------------------------------------------------------
+    def _pinned(self) -> bool:
+        if self.pin_memory is not None:
+            return self.pin_memory
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
     def _replicas(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
@@ -230,8 +242,8 @@ class SummarizationDataModule(LightningDataModule):
         else:
             sampler = self._length_buckets([len(f["input_ids"]) for f in feats], world, rank)
         loader = ResumableDataLoader(feats, batch_sampler=sampler, collate_fn=self._train_collator(),
-                                     num_workers=self.num_workers, generator=self._loader_generator(),
-                                     progress=self._training_progress)
+                                     num_workers=self.num_workers, pin_memory=self._pinned(),
+                                     generator=self._loader_generator(), progress=self._training_progress)
         if self._train_position is not None:  # once: the next loaders start their epochs from the beginning
             loader.load_state_dict(self._train_position)
             self._train_position = None
@@ -290,7 +302,7 @@ class SummarizationDataModule(LightningDataModule):
             batches = SortedBatchSampler([len(f["input_ids"]) for f in feats], self.eval_batch_size, world, rank)
         collate = self.processor.collator(for_generation=True, pad_to_multiple_of=self.pad_to_multiple_of)
         return DataLoader(feats, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers,
-                          generator=self._loader_generator())
+                          pin_memory=self._pinned(), generator=self._loader_generator())
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

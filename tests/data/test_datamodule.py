@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from lightning_summ.data.collate import collate_metadata, pad_left, pad_right
 from lightning_summ.data.datamodule import SummarizationDataModule, fold_split
@@ -290,6 +291,16 @@ def test_last_batch_reaches_the_training_loader(files, last_batch, sizes):
 def test_last_batch_is_checked_at_construction(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         SummarizationDataModule(FakeProcessor(), **kwargs)
+
+
+@pytest.mark.parametrize("setting, device, pinned", [(None, "cpu", False), (None, "cuda", True), (False, "cuda", False),
+                                                    (True, "cpu", True)])
+def test_pin_memory_follows_the_trainer_device_unless_set(files, setting, device, pinned):
+    dm, _ = connected(train_path=files.train, val_path=files.val, batch_size=4, pin_memory=setting)
+    dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), world_size=1,
+                                 global_rank=0)
+    dm.setup("fit")
+    assert dm.train_dataloader().pin_memory is pinned and dm.val_dataloader().pin_memory is pinned
 
 
 def test_pad_to_multiple_of_reaches_training_and_generation_batches(files):
