@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_summ.callbacks.checkpoint import AtomicCheckpointIO, best_checkpoint_callback
+from lightning_summ.callbacks.progress import ThrottledProgressBar
 from lightning_summ.callbacks.submission_writer import SubmissionWriter
 from lightning_summ.commands._preflight import check_checkpoint_file, discard_new_run_directory, preflight
 from lightning_summ.console import say
@@ -30,6 +32,11 @@ from lightning_summ.data.datamodule import SummarizationDataModule
 from lightning_summ.errors import ConfigError, UserError
 from lightning_summ.models.evaluation import SummaryEvaluationModule
 from lightning_summ.precision import resolve_precision
+
+
+def _as_list(value) -> list:
+    """A Trainer argument that takes one object or a list of them, as a list."""
+    return list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
 
 
 class SummarizationTrainer(Trainer):
@@ -42,16 +49,20 @@ class SummarizationTrainer(Trainer):
             across processes itself (a DistributedSampler would undo the bucketing).
 
     Checkpoints are written atomically (``AtomicCheckpointIO``) unless ``plugins`` names another writer.
+    The progress bar, unless ``callbacks`` names one, is ``ThrottledProgressBar``: redrawn at most
+    twice a second, since each redraw reads the loss from the GPU (one synchronization).
     On CPU, torch uses ``cpu_threads()`` threads unless ``OMP_NUM_THREADS`` is set.
     """
 
     def __init__(self, precision: Optional[Union[str, int]] = "auto", use_distributed_sampler: bool = False, **kwargs):
         choose_cpu_threads(kwargs.get("accelerator", "auto"))
-        plugins = kwargs.pop("plugins", None)
-        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [] if plugins is None else [plugins]
+        plugins = _as_list(kwargs.pop("plugins", None))
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
             plugins.append(AtomicCheckpointIO())
-        super().__init__(precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
+        callbacks = _as_list(kwargs.pop("callbacks", None))
+        if kwargs.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(ThrottledProgressBar())
+        super().__init__(callbacks=callbacks, precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
                          use_distributed_sampler=use_distributed_sampler, plugins=plugins, **kwargs)
 
     def export(self, model: SummaryEvaluationModule, datamodule: SummarizationDataModule, ckpt_path: str, output_dir: str,
