@@ -41,9 +41,12 @@ class _Meter:
     GPU's). The time between two marks is then the stream's: the GPU's work plus any wait for the host.
     """
 
+    PENDING = 256  # marks kept unread at most: then one wait (every 256 batches) reads them
+
     def __init__(self):
         self.mark = None  # the last batch end's mark (or the loop start's)
-        self._marks: list[tuple[int, int, object, object]] = []  # (samples, real tokens, start, end) per batch
+        self._pending: list[tuple[int, int, object, object]] = []  # (samples, real tokens, start, end), unread
+        self._read: list[tuple[int, int, float]] = []  # (samples, real tokens, seconds) per timed batch
 
     def start(self, device: torch.device) -> None:
         self.mark = mark_now(device)
@@ -51,15 +54,22 @@ class _Meter:
     def add(self, device: torch.device, batch: dict) -> None:
         now = mark_now(device)
         if self.mark is not None:
-            self._marks.append((len(batch["fname"]), int(batch["num_tokens"]), self.mark, now))
+            self._pending.append((len(batch["fname"]), int(batch["num_tokens"]), self.mark, now))
+            if len(self._pending) >= self.PENDING:
+                self._read_pending()
         self.mark = now
+
+    def _read_pending(self) -> None:
+        if self._pending and isinstance(self._pending[-1][3], torch.cuda.Event):
+            self._pending[-1][3].synchronize()  # the stream ran in order: every earlier mark is done too
+        self._read += [(n, tokens, seconds_between(start, end)) for n, tokens, start, end in self._pending]
+        self._pending = []
 
     @property
     def batches(self) -> list[tuple[int, int, float]]:
         """(samples, real tokens, seconds) per timed batch; waits for the GPU to reach the last mark."""
-        if self._marks and isinstance(self._marks[-1][3], torch.cuda.Event):
-            self._marks[-1][3].synchronize()
-        return [(n, tokens, seconds_between(start, end)) for n, tokens, start, end in self._marks]
+        self._read_pending()
+        return self._read
 
     def as_dict(self, per_batch: bool = False) -> dict:
         batches = self.batches

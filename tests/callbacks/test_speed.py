@@ -55,3 +55,17 @@ def test_the_benchmark_table_marks_a_row_whose_training_went_nonfinite(tmp_path)
     assert "| sane |" in table
     assert "| broken (ours: 3 of 4 training losses NaN/inf) (HF: mean training loss NaN/inf) |" in table
     assert json.loads((tmp_path / "speed_vs_hf_causal-train.json").read_text())["rows"][1]["ours"]["train_loss"]["nonfinite"] == 3
+
+
+def test_the_meter_reads_its_marks_in_chunks_and_keeps_every_batch(monkeypatch):
+    from lightning_summ.callbacks import speed
+
+    monkeypatch.setattr(speed._Meter, "PENDING", 2)
+    clock = iter(float(t) for t in range(10))
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: next(clock))
+    meter, cpu = speed._Meter(), torch.device("cpu")
+    meter.start(cpu)
+    for n in (4, 5, 6, 7, 8):
+        meter.add(cpu, {"fname": ["x"] * n, "num_tokens": 10 * n})
+    assert meter.batches == [(n, 10 * n, 1.0) for n in (4, 5, 6, 7, 8)]
+    assert meter.as_dict()["samples"] == 30 and meter.as_dict()["seconds"] == 5.0
