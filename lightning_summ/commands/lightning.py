@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_summ.callbacks.checkpoint import AtomicCheckpointIO, best_checkpoint_callback
@@ -54,12 +54,13 @@ class SummarizationTrainer(Trainer):
     On CPU, torch uses ``cpu_threads()`` threads unless ``OMP_NUM_THREADS`` is set.
     """
 
-    def __init__(self, precision: Optional[Union[str, int]] = "auto", use_distributed_sampler: bool = False, **kwargs):
+    def __init__(self, precision: Optional[Union[str, int]] = "auto", use_distributed_sampler: bool = False,
+                 callbacks: Optional[Union[list[Callback], Callback]] = None, **kwargs):
         choose_cpu_threads(kwargs.get("accelerator", "auto"))
         plugins = _as_list(kwargs.pop("plugins", None))
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
             plugins.append(AtomicCheckpointIO())
-        callbacks = _as_list(kwargs.pop("callbacks", None))
+        callbacks = _as_list(callbacks)
         if kwargs.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(ThrottledProgressBar())
         super().__init__(callbacks=callbacks, precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
