@@ -41,31 +41,34 @@ def _hf_features(tok, path: str) -> list[dict]:
 def _time_budget(seconds: float, warmup: int):
     """Stops ``Trainer.train`` at the first step end past ``seconds`` of training, by the wall clock
     and without synchronizing the GPU, as Lightning's ``max_time`` stops ours; times the steps after
-    ``warmup`` up to the end of training (synchronized once there)."""
+    ``warmup`` from step end to step end in the CUDA stream, as ``SpeedMonitor`` times ours."""
     from transformers import TrainerCallback
 
+    from lightning_summ.callbacks.speed import mark_now, seconds_between
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
     class TimeBudget(TrainerCallback):
-        start = mark = None
+        start = mark = last = None
         timed_steps, timed_s = 0, 0.0
 
         def on_train_begin(self, a, state, control, **kw):
             sync()
             self.start = time.perf_counter()
-            self.mark = self.start if warmup == 0 else None
+            self.mark = mark_now(device) if warmup == 0 else None
 
         def on_step_end(self, a, state, control, **kw):
-            now = time.perf_counter()
             if state.global_step == warmup:
-                self.mark = now
+                self.mark = mark_now(device)
             elif self.mark is not None:
-                self.timed_steps = state.global_step - warmup
-            if now - self.start >= seconds:
+                self.timed_steps, self.last = state.global_step - warmup, mark_now(device)
+            if time.perf_counter() - self.start >= seconds:
                 control.should_training_stop = True
 
         def on_train_end(self, a, state, control, **kw):
-            sync()  # the queued steps are done: their time counts
-            if self.mark is not None:
-                self.timed_s = time.perf_counter() - self.mark
+            sync()  # the queued steps are done: their marks can be read
+            if self.last is not None:
+                self.timed_s = seconds_between(self.mark, self.last)
 
     return TimeBudget()
 

@@ -1,4 +1,4 @@
-"""Lightning callbacks: submission writer, speed monitor, test-time augmentation, generation-aware checkpoints.
+"""Lightning callbacks: submission writer, speed monitor, progress bar, test-time augmentation, generation-aware checkpoints.
 
 Exports are imported on first use (PEP 562): importing one submodule does not import the others.
 """
@@ -8,6 +8,7 @@ from lightning_summ._lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(__name__, {
     "SubmissionWriter": "lightning_summ.callbacks.submission_writer",
     "SpeedMonitor": "lightning_summ.callbacks.speed",
+    "ThrottledProgressBar": "lightning_summ.callbacks.progress",
     "TestTimeAugmentation": "lightning_summ.callbacks.tta",
     "GenerationCheckpoint": "lightning_summ.callbacks.checkpoint",
     "GenerationEarlyStopping": "lightning_summ.callbacks.checkpoint",

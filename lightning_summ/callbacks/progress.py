@@ -26,6 +26,7 @@ class ThrottledProgressBar(TQDMProgressBar):
         self.min_interval_s = min_interval_s
         self._last_draw = float("-inf")
 
+    # Lightning's bars ask this private hook before every redraw (Lightning 2.6; a test pins its use).
     def _should_update(self, current: int, total) -> bool:
         if not super()._should_update(current, total):
             return False

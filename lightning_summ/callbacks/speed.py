@@ -35,8 +35,8 @@ def seconds_between(start, end) -> float:
 class _Meter:
     """Time between consecutive batch ends (data loading, optimizer and hooks included).
 
-    On CUDA the marks are events in the stream, read once at the end: timing does not synchronize the
-    GPU between batches, so the host prepares the next step while the GPU runs this one, as it does in
+    On CUDA the marks are events in the stream, read in chunks (one wait every ``PENDING`` batches,
+    and at the end): timing does not synchronize the GPU at each batch, so the host prepares the next step while the GPU runs this one, as it does in
     a run without the monitor (a synchronization at every batch end would add the host's time to the
     GPU's). The time between two marks is then the stream's: the GPU's work plus any wait for the host.
     """
@@ -61,7 +61,7 @@ class _Meter:
 
     def _read_pending(self) -> None:
         if self._pending and isinstance(self._pending[-1][3], torch.cuda.Event):
-            self._pending[-1][3].synchronize()  # the stream ran in order: every earlier mark is done too
+            torch.cuda.synchronize()  # every mark is done, on whichever stream it was recorded
         self._read += [(n, tokens, seconds_between(start, end)) for n, tokens, start, end in self._pending]
         self._pending = []
 
@@ -88,7 +88,8 @@ class SpeedMonitor(Callback):
 
     Times are spans from one batch end to the next (so data loading, the optimizer and other
     callbacks count, as a user waiting for the run sees them; on CUDA measured by events in the
-    stream, without synchronizing between batches); training excludes the first
+    stream, read every 256 batches and at the end, not by a synchronization at each batch); training
+    excludes the first
     ``warmup_steps`` batches and any validation in between. Those warm-up batches are timed on their
     own (``train_warmup``, from the start of training): with ``model.compile`` that is where the
     compile time shows, reported apart from the steady rate it is amortised over. ``train_loss``

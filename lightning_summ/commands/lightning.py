@@ -40,17 +40,20 @@ def _as_list(value) -> list:
 
 
 class SummarizationTrainer(Trainer):
-    """Lightning's ``Trainer`` with two different defaults.
+    """Lightning's ``Trainer`` with other defaults.
 
     Args:
         precision: ``auto`` (default) picks ``bf16-mixed`` on GPUs with bf16, ``16-mixed`` on older
             GPUs and ``32-true`` on CPU; any Lightning precision string is accepted as well.
         use_distributed_sampler: off, because the DataModule shards its length-bucketed batches
             across processes itself (a DistributedSampler would undo the bucketing).
+        callbacks: Lightning's callbacks. Unless one of them is a progress bar (or
+            ``enable_progress_bar`` is false), a ``ThrottledProgressBar`` is added; name
+            ``lightning.pytorch.callbacks.TQDMProgressBar`` to get Lightning's own.
 
     Checkpoints are written atomically (``AtomicCheckpointIO``) unless ``plugins`` names another writer.
-    The progress bar, unless ``callbacks`` names one, is ``ThrottledProgressBar``: redrawn at most
-    twice a second, since each redraw reads the loss from the GPU (one synchronization).
+    The default progress bar is ``ThrottledProgressBar``: redrawn at most twice a second, since each
+    redraw reads the loss from the GPU (one synchronization).
     On CPU, torch uses ``cpu_threads()`` threads unless ``OMP_NUM_THREADS`` is set.
     """
 

@@ -16,10 +16,11 @@ from torch.utils.data import DataLoader, Sampler
 
 from lightning_summ.errors import ConfigError
 
-# What a training pool's short last batch becomes (``data.last_batch``): kept short (every row once
-# per epoch, one more batch shape), dropped (its rows skipped that epoch; they differ per epoch) or
-# filled up to the batch size with rows of similar length repeated from the same pool (every batch
-# one size: CUDA graphs record a graph per batch shape, ``model.compile_mode``).
+# What becomes of the rows past an epoch's last whole batch (``data.last_batch``): kept, as a short
+# batch (every row once per epoch, one more batch shape); dropped for that epoch; or filled up to a
+# whole batch with rows repeated from the same epoch (every batch one size: CUDA graphs record a
+# graph per batch shape, ``model.compile_mode``). With the shuffle, the rows dropped or repeated
+# are other ones each epoch.
 LAST_BATCH = ("keep", "fill", "drop")
 
 
@@ -90,7 +91,7 @@ class LengthBucketBatchSampler(EpochBatchSampler):
     Indices are shuffled, cut into pools of ``batch_size * pool_factor``, each pool sorted by length
     and cut into batches, and the batches shuffled again. Under several processes each rank takes
     every ``num_replicas``-th batch (the list is padded by repetition so that ranks stay in step).
-    A pool's last batch may be short; ``last_batch`` says what happens to it (``LAST_BATCH``).
+    The epoch's last batch may be short; ``last_batch`` says what happens to it (``LAST_BATCH``).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
@@ -98,34 +99,35 @@ class LengthBucketBatchSampler(EpochBatchSampler):
         super().__init__(seed, num_replicas, rank)
         self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
         self.pool_factor, self.last_batch = pool_factor, check_last_batch(last_batch)
+        if last_batch == "drop" and len(self.lengths) < batch_size:
+            raise ConfigError(f"data.last_batch drop leaves no training batch: {len(self.lengths)} training rows "
+                              f"< data.batch_size {batch_size}")
 
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
         order = list(range(len(self.lengths)))
         if self.shuffle:
             rng.shuffle(order)
+        order = self._whole_batches(order)
         pool = self.batch_size * self.pool_factor
         batches = []
         for start in range(0, len(order), pool):
             chunk = sorted(order[start:start + pool], key=lambda i: self.lengths[i], reverse=True)
-            batches += self._cut(chunk)
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         if self.shuffle:
             rng.shuffle(batches)
         return batches
 
-    def _cut(self, chunk: list[int]) -> list[list[int]]:
-        """A length-sorted pool (longest first) cut into batches, its short last one kept, dropped or filled."""
-        batches = [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        short = batches[-1] if batches and len(batches[-1]) < self.batch_size else None
-        if short is None or self.last_batch == "keep":
-            return batches
+    def _whole_batches(self, order: list[int]) -> list[int]:
+        """This epoch's order cut or grown to whole batches (``last_batch``), before pooling, so that the
+        rows left out (drop) or repeated (fill: the first of the order, again after its end) are
+        drawn with the shuffle, other ones each epoch, not always a pool's shortest."""
+        extra = len(order) % self.batch_size
+        if not extra or self.last_batch == "keep":
+            return order
         if self.last_batch == "drop":
-            return batches[:-1]
-        # "fill": the rows nearest in length are the ones just before it in the sorted pool (the
-        # previous batch's shortest), repeated; a pool smaller than one batch repeats itself.
-        donors = chunk[-len(short) - 1::-1] or short
-        batches[-1] = short + list(islice(cycle(donors), self.batch_size - len(short)))
-        return batches
+            return order[:len(order) - extra]
+        return order + list(islice(cycle(order), self.batch_size - extra))
 
 
 class ResumableDataLoader(DataLoader):

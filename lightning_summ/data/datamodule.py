@@ -65,10 +65,10 @@ class SummarizationDataModule(LightningDataModule):
         seed: seed of the fold split and of the training batch shuffle.
         extra_tags: tags to register as atomic tokens besides the known ones and those found in the data.
         pool_factor: length bucketing pools ``batch_size * pool_factor`` examples before sorting.
-        last_batch: the short last training batch of each pool (an epoch's, unless the training set
-            exceeds ``batch_size * pool_factor`` rows): ``keep`` it (default), ``drop`` it (its rows,
-            different ones each epoch, are skipped for that epoch), or ``fill`` it up to ``batch_size``
-            with rows of similar length repeated from the same epoch. ``fill`` keeps every training
+        last_batch: the training rows past an epoch's last whole batch of ``batch_size``: ``keep``
+            them as a shorter batch (default), ``drop`` them for that epoch, or ``fill`` a whole batch
+            with them and rows repeated from the same epoch. The rows dropped or repeated are drawn
+            with the epoch's shuffle, so they are other ones each epoch. ``fill`` keeps every training
             batch one size, so CUDA graphs (``model.compile_mode: reduce-overhead``), which record a
             graph for each new batch shape, record fewer. Training batches of ``batch_size`` rows only.
         pad_to_multiple_of: pad each batch's length up to a multiple of this. On a GPU use 64: batches

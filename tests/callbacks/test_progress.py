@@ -18,6 +18,13 @@ def test_redraws_are_throttled_by_time_and_the_last_batch_always_draws(monkeypat
     assert drawn == [1, 4, 6]  # t=0.0, t=0.6 (0.5 s after 0.0), and the last batch at t=0.8
 
 
+def test_lightnings_bar_still_asks_the_hook_this_bar_overrides():
+    import inspect
+
+    for hook in (TQDMProgressBar.on_train_batch_end, TQDMProgressBar.on_validation_batch_end):
+        assert "self._should_update(" in inspect.getsource(hook)
+
+
 def test_a_disabled_bar_never_draws():
     bar = ThrottledProgressBar()
     bar.disable()

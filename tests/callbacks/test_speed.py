@@ -67,5 +67,32 @@ def test_the_meter_reads_its_marks_in_chunks_and_keeps_every_batch(monkeypatch):
     meter.start(cpu)
     for n in (4, 5, 6, 7, 8):
         meter.add(cpu, {"fname": ["x"] * n, "num_tokens": 10 * n})
+    assert len(meter._read) == 4 and len(meter._pending) == 1  # read at 2 and 4 pending, not yet the fifth
     assert meter.batches == [(n, 10 * n, 1.0) for n in (4, 5, 6, 7, 8)]
     assert meter.as_dict()["samples"] == 30 and meter.as_dict()["seconds"] == 5.0
+
+
+def test_on_cuda_the_meter_marks_events_and_waits_only_when_it_reads(monkeypatch):
+    """The CUDA path on a CPU machine: a fake event class records stream times; nothing waits per batch."""
+    from lightning_summ.callbacks import speed
+
+    stream_time, waits = iter([0, 30, 70, 120]), []
+
+    class FakeEvent:
+        def __init__(self, enable_timing):
+            assert enable_timing
+
+        def record(self):
+            self.ms = next(stream_time)
+
+        def elapsed_time(self, end):
+            return end.ms - self.ms
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: waits.append(1))
+    meter, gpu = speed._Meter(), torch.device("cuda")
+    meter.start(gpu)
+    for n in (2, 3, 4):
+        meter.add(gpu, {"fname": ["x"] * n, "num_tokens": n})
+    assert waits == []
+    assert meter.batches == [(2, 2, 0.03), (3, 3, 0.04), (4, 4, 0.05)] and waits == [1]

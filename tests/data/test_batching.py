@@ -89,39 +89,47 @@ def test_bucket_sampler_shuffles_batch_order():
     assert maxima != sorted(maxima, reverse=True)
 
 
-def test_bucket_sampler_drop_last():
+@pytest.mark.parametrize("pool_factor", [100, 3])
+def test_bucket_sampler_drop_last_drops_other_rows_each_epoch(pool_factor):
     lengths = make_lengths(103)
-    sampler = LengthBucketBatchSampler(lengths, 10, pool_factor=100, last_batch="drop")
-    batches = list(sampler)
-    assert len(batches) == 10 and all(len(b) == 10 for b in batches)
-    assert len({i for b in batches for i in b}) == 100
+    sampler = LengthBucketBatchSampler(lengths, 10, seed=2, pool_factor=pool_factor, last_batch="drop")
+    left_out = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 10 and all(len(b) == 10 for b in batches)
+        seen = {i for b in batches for i in b}
+        assert len(seen) == 100
+        left_out.append(set(range(103)) - seen)
+    assert left_out[0] != left_out[1]  # not always the shortest rows of a pool
 
 
-@pytest.mark.parametrize("n, batch_size, pool_factor", [(103, 10, 100), (103, 10, 3), (7, 10, 100), (40, 10, 2)])
+def test_bucket_sampler_drop_last_refuses_fewer_rows_than_a_batch():
+    with pytest.raises(ConfigError, match="data.last_batch drop leaves no training batch: 7 training rows < data.batch_size 10"):
+        LengthBucketBatchSampler(make_lengths(7), 10, last_batch="drop")
+
+
+@pytest.mark.parametrize("n, batch_size, pool_factor", [(103, 10, 100), (103, 10, 3), (103, 10, 10), (7, 10, 100),
+                                                        (40, 10, 2)])
 def test_bucket_sampler_fill_last(n, batch_size, pool_factor):
-    """Every batch full, the same batches otherwise, and a short batch filled with the rows nearest in
-    length: the shortest of the batch before it in its sorted pool (or its own rows, repeated, when
-    the pool is smaller than one batch)."""
-    lengths = [5 * i for i in range(n)]  # distinct lengths: the nearest rows are unambiguous
-    kept = list(LengthBucketBatchSampler(lengths, batch_size, seed=1, pool_factor=pool_factor))
-    filled = list(LengthBucketBatchSampler(lengths, batch_size, seed=1, pool_factor=pool_factor, last_batch="fill"))
-    assert len(filled) == len(kept) and all(len(b) == batch_size for b in filled)
-    shorts = 0
-    for before, after in zip(kept, filled):
-        if len(before) == batch_size:
-            assert after == before
-            continue
-        shorts += 1
-        assert after[:len(before)] == before
-        extra = after[len(before):]
-        if n < batch_size:
-            assert set(extra) <= set(before)
-        else:
-            neighbour = next(b for b in kept if set(extra) <= set(b))
-            by_length = sorted(neighbour, key=lengths.__getitem__)
-            assert sorted(extra, key=lengths.__getitem__) == by_length[:len(extra)]
-            assert min(lengths[i] for i in extra) > max(lengths[i] for i in before)
-    assert shorts == (1 if n % batch_size else 0)  # pools hold whole batches: only the last can be short
+    """Every batch full, as many batches as with ``keep``, every row in each epoch, and as few repeats
+    as fill the last batch: other rows each epoch."""
+    lengths = make_lengths(n)
+    kept = LengthBucketBatchSampler(lengths, batch_size, seed=1, pool_factor=pool_factor)
+    filled = LengthBucketBatchSampler(lengths, batch_size, seed=1, pool_factor=pool_factor, last_batch="fill")
+    repeated = []
+    for epoch in range(2):
+        kept.set_epoch(epoch)
+        filled.set_epoch(epoch)
+        batches = list(filled)
+        assert len(batches) == len(filled) == len(list(kept)) and all(len(b) == batch_size for b in batches)
+        counts = Counter(i for b in batches for i in b)
+        assert set(counts) == set(range(n))
+        assert sum(counts.values()) - n == (-n) % batch_size
+        assert max(counts.values()) <= (2 if n >= batch_size else -(-batch_size // n))
+        repeated.append({i for i, c in counts.items() if c > 1})
+    if n % batch_size and n > batch_size:
+        assert repeated[0] != repeated[1]
 
 
 def test_bucket_sampler_rejects_an_unknown_last_batch():
