@@ -9,6 +9,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "SubmissionWriter": "lightning_summ.callbacks.submission_writer",
     "SpeedMonitor": "lightning_summ.callbacks.speed",
     "ThrottledProgressBar": "lightning_summ.callbacks.progress",
+    "ThrottledRichProgressBar": "lightning_summ.callbacks.progress",
     "TestTimeAugmentation": "lightning_summ.callbacks.tta",
     "GenerationCheckpoint": "lightning_summ.callbacks.checkpoint",
     "GenerationEarlyStopping": "lightning_summ.callbacks.checkpoint",

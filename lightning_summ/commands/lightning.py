@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_summ.callbacks.checkpoint import AtomicCheckpointIO, best_checkpoint_callback
-from lightning_summ.callbacks.progress import ThrottledProgressBar
+from lightning_summ.callbacks.progress import default_progress_bar
 from lightning_summ.callbacks.submission_writer import SubmissionWriter
 from lightning_summ.commands._preflight import check_checkpoint_file, discard_new_run_directory, preflight
 from lightning_summ.console import say
@@ -48,12 +48,13 @@ class SummarizationTrainer(Trainer):
         use_distributed_sampler: off, because the DataModule shards its length-bucketed batches
             across processes itself (a DistributedSampler would undo the bucketing).
         callbacks: Lightning's callbacks. Unless one of them is a progress bar (or
-            ``enable_progress_bar`` is false), a ``ThrottledProgressBar`` is added; name
-            ``lightning.pytorch.callbacks.TQDMProgressBar`` to get Lightning's own.
+            ``enable_progress_bar`` is false), a ``ThrottledRichProgressBar`` (or, without rich,
+            ``ThrottledProgressBar``) is added; name ``lightning.pytorch.callbacks.RichProgressBar``
+            to get Lightning's own.
 
     Checkpoints are written atomically (``AtomicCheckpointIO``) unless ``plugins`` names another writer.
-    The default progress bar is ``ThrottledProgressBar``: redrawn at most twice a second, since each
-    redraw reads the loss from the GPU (one synchronization).
+    The default progress bar is Lightning's (rich, else tqdm) reading the metrics at most twice a
+    second (``callbacks.progress``), since each read waits for the GPU (one synchronization).
     On CPU, torch uses ``cpu_threads()`` threads unless ``OMP_NUM_THREADS`` is set.
     """
 
@@ -65,7 +66,7 @@ class SummarizationTrainer(Trainer):
             plugins.append(AtomicCheckpointIO())
         callbacks = _as_list(callbacks)
         if kwargs.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            callbacks.append(ThrottledProgressBar())
+            callbacks.append(default_progress_bar())
         super().__init__(callbacks=callbacks, precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
                          use_distributed_sampler=use_distributed_sampler, plugins=plugins, **kwargs)
 

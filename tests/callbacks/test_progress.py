@@ -1,16 +1,19 @@
-"""The default progress bar redraws (and so reads the loss from the device) at most twice a second."""
+"""The default progress bar reads the logged metrics (a wait for the GPU) at most twice a second
+within an epoch, and always at its end."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
 from lightning_summ.callbacks import progress
-from lightning_summ.callbacks.progress import ThrottledProgressBar
+from lightning_summ.callbacks.progress import ThrottledProgressBar, ThrottledRichProgressBar
 from lightning_summ.commands.lightning import SummarizationTrainer
 
 
-def test_redraws_are_throttled_by_time_and_the_last_batch_always_draws(monkeypatch):
+def test_tqdm_redraws_are_throttled_by_time_and_the_last_batch_always_draws(monkeypatch):
     clock = iter([0.0, 0.1, 0.2, 0.6, 0.7, 0.8])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     bar = ThrottledProgressBar(min_interval_s=0.5)
@@ -18,11 +21,26 @@ def test_redraws_are_throttled_by_time_and_the_last_batch_always_draws(monkeypat
     assert drawn == [1, 4, 6]  # t=0.0, t=0.6 (0.5 s after 0.0), and the last batch at t=0.8
 
 
-def test_lightnings_bar_still_asks_the_hook_this_bar_overrides():
-    import inspect
+def test_rich_reads_metrics_per_batch_throttled_and_at_epoch_end_always(monkeypatch):
+    clock = iter([0.0, 0.1, 0.6, 0.7, 0.8])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    reads = []
+    monkeypatch.setattr(RichProgressBar, "_update_metrics", lambda self, trainer, module: reads.append(len(reads)))
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end",
+                        lambda self, trainer, module, *a: self._update_metrics(trainer, module))
+    bar = ThrottledRichProgressBar(min_interval_s=0.5)
+    for _ in range(4):  # batch ends at t = 0.0, 0.1, 0.6, 0.7
+        bar.on_train_batch_end(None, None, None, None, 0)
+    assert len(reads) == 2  # at 0.0 and 0.6
+    bar._update_metrics(None, None)  # an epoch end (t = 0.8, 0.1 s after the last read): always
+    assert len(reads) == 3
 
+
+def test_lightnings_bars_still_use_the_hooks_these_bars_override():
     for hook in (TQDMProgressBar.on_train_batch_end, TQDMProgressBar.on_validation_batch_end):
         assert "self._should_update(" in inspect.getsource(hook)
+    for hook in (RichProgressBar.on_train_batch_end, RichProgressBar.on_train_epoch_end):
+        assert "self._update_metrics(" in inspect.getsource(hook)
 
 
 def test_a_disabled_bar_never_draws():
@@ -31,12 +49,18 @@ def test_a_disabled_bar_never_draws():
     assert not bar._should_update(1, 1)
 
 
+@pytest.mark.parametrize("rich", [True, False])
+def test_the_default_bar_is_the_throttled_form_of_lightnings_choice(monkeypatch, rich):
+    monkeypatch.setattr(progress, "_RICH_AVAILABLE", rich)
+    assert type(progress.default_progress_bar()) is (ThrottledRichProgressBar if rich else ThrottledProgressBar)
+
+
 @pytest.mark.parametrize("kwargs, expected", [
-    ({}, ThrottledProgressBar), ({"enable_progress_bar": False}, None),
+    ({}, ThrottledRichProgressBar), ({"enable_progress_bar": False}, None),
     ({"callbacks": [TQDMProgressBar(refresh_rate=7)]}, TQDMProgressBar)])
 def test_the_trainer_uses_the_throttled_bar_unless_told_otherwise(tmp_path, kwargs, expected):
     trainer = SummarizationTrainer(accelerator="cpu", logger=False, default_root_dir=tmp_path, **kwargs)
-    bars = [c for c in trainer.callbacks if isinstance(c, TQDMProgressBar)]
+    bars = [c for c in trainer.callbacks if isinstance(c, (TQDMProgressBar, RichProgressBar))]
     assert [type(b) for b in bars] == ([expected] if expected else [])
     if "callbacks" in kwargs:
         assert bars[0].refresh_rate == 7
