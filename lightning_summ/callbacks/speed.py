@@ -36,9 +36,10 @@ class _Meter:
     """Time between consecutive batch ends (data loading, optimizer and hooks included).
 
     On CUDA the marks are events in the stream, read in chunks (one wait every ``PENDING`` batches,
-    and at the end): timing does not synchronize the GPU at each batch, so the host prepares the next step while the GPU runs this one, as it does in
-    a run without the monitor (a synchronization at every batch end would add the host's time to the
-    GPU's). The time between two marks is then the stream's: the GPU's work plus any wait for the host.
+    and at the end): timing does not synchronize the GPU at each batch, so the host prepares the next
+    step while the GPU runs this one, as it does in a run without the monitor (a synchronization at
+    every batch end would add the host's time to the GPU's). The time between two marks is then the
+    stream's: the GPU's work plus any wait for the host.
     """
 
     PENDING = 256  # marks kept unread at most: then one wait (every 256 batches) reads them
@@ -89,8 +90,7 @@ class SpeedMonitor(Callback):
     Times are spans from one batch end to the next (so data loading, the optimizer and other
     callbacks count, as a user waiting for the run sees them; on CUDA measured by events in the
     stream, read every 256 batches and at the end, not by a synchronization at each batch); training
-    excludes the first
-    ``warmup_steps`` batches and any validation in between. Those warm-up batches are timed on their
+    excludes the first ``warmup_steps`` batches and any validation in between. Those warm-up batches are timed on their
     own (``train_warmup``, from the start of training): with ``model.compile`` that is where the
     compile time shows, reported apart from the steady rate it is amortised over. ``train_loss``
     says whether training was sane: over every training batch (warm-up included), how many losses

@@ -216,8 +216,8 @@ class SummarizationDataModule(LightningDataModule):
     def _pinned(self) -> bool:
         if self.pin_memory is not None:
             return self.pin_memory
-        device = getattr(getattr(getattr(self, "trainer", None), "strategy", None), "root_device", None)
-        return device is not None and device.type == "cuda"
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def _replicas(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

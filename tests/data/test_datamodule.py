@@ -345,7 +345,8 @@ def test_setup_fits_the_processor_and_splits_over_ranks(files):
     for rank in (0, 1):
         processor = FakeProcessor()
         dm = SummarizationDataModule(processor, train_path=files.train, val_path=files.val, batch_size=3)
-        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank,
+                                     strategy=SimpleNamespace(root_device=torch.device("cpu")))
         dm.setup("fit")
         assert processor.registered[:len(KNOWN_TAGS)] == list(KNOWN_TAGS)
         per_rank.append([batch["index"].tolist() for batch in dm.train_dataloader()])
