@@ -23,6 +23,9 @@ import argparse
 import json
 import sys
 import time
+import traceback
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -40,6 +43,55 @@ GRAPH_LAUNCHES = ("cudaGraphLaunch", "cuGraphLaunch")
 SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cuStreamSynchronize")
 
 
+# What torch.cuda.set_sync_debug_mode("warn") says at every synchronizing CUDA call.
+SYNC_WARNING = "called a synchronizing CUDA operation"
+
+
+def _short(filename: str) -> str:
+    """A frame's file relative to the checkout or to site-packages: ``lightning/pytorch/core/module.py``."""
+    for root in (str(REPO) + "/", "site-packages/", "dist-packages/"):
+        if root in filename:
+            return filename.split(root, 1)[1]
+    return filename
+
+
+class SyncSites:
+    """Where the host waited for the GPU, by the Python lines that asked for it.
+
+    ``torch.cuda.set_sync_debug_mode("warn")`` makes every synchronizing CUDA call warn (a blocking
+    copy between host and device, ``.item()``, ``nonzero`` and boolean-mask indexing, a stream or
+    device synchronize); the Python stack at the warning names the line. A site is its ``frames``
+    innermost frames (innermost first). The warnings cost host time: the sites are counted in the
+    profiled window only, whose wall time they then inflate a little."""
+
+    def __init__(self, frames: int = 3):
+        self.frames, self.counts = frames, Counter()
+        self._warnings = self._shown = None
+
+    def start(self) -> None:
+        self._warnings = warnings.catch_warnings()  # restores the filters and showwarning at stop()
+        self._warnings.__enter__()
+        warnings.simplefilter("always")  # every occurrence, not the first one per line
+        self._shown = warnings.showwarning
+        warnings.showwarning = self._record
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode("warn")
+
+    def stop(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode(0)
+        self._warnings.__exit__(None, None, None)
+
+    def _record(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if SYNC_WARNING not in str(message):
+            return self._shown(message, category, filename, lineno, file, line)
+        stack = [f for f in traceback.extract_stack()[:-1] if f.filename != warnings.__file__]
+        self.counts[" <- ".join(f"{_short(f.filename)}:{f.lineno} {f.name}" for f in reversed(stack[-self.frames:]))] += 1
+
+    def per_step(self, steps: int) -> list[dict]:
+        return [{"site": site, "per_step": round(n / steps, 2)} for site, n in self.counts.most_common()]
+
+
 class ProfileWindow(Callback):
     """Profiles batches ``warmup`` .. ``warmup + steps - 1`` of the first stage it sees (train or predict).
 
@@ -47,8 +99,9 @@ class ProfileWindow(Callback):
     loading included), the profiled one and the unprofiled one of the ``steps`` batches before it,
     which never include the first batch (cold)."""
 
-    def __init__(self, warmup: int, steps: int):
+    def __init__(self, warmup: int, steps: int, sync_sites: bool = False):
         self.warmup, self.steps, self.seen = warmup, steps, 0
+        self.sites = SyncSites() if sync_sites else None
         self.profiler, self.wall_s, self.plain_s, self._t_plain = None, None, None, None
         # (samples, real tokens) of the unprofiled and the profiled batches: is the comparison fair?
         self.work = {"unprofiled": [0, 0], "profiled": [0, 0]}
@@ -72,8 +125,12 @@ class ProfileWindow(Callback):
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
             self.profiler = torch.profiler.profile(activities=activities)
             self.profiler.__enter__()
+            if self.sites is not None:
+                self.sites.start()
             self._t0 = time.perf_counter()
         elif self.profiler is not None and self.wall_s is None and self.seen == self.warmup + self.steps:
+            if self.sites is not None:
+                self.sites.stop()  # before the window's own synchronization
             sync()
             self.wall_s = time.perf_counter() - self._t0
             self.profiler.__exit__(None, None, None)
@@ -123,6 +180,7 @@ def summarise(window: ProfileWindow, top: int) -> dict:
             "kernel_launches_per_step": round(count(LAUNCHES) / steps, 1),
             "graph_launches_per_step": round(count(GRAPH_LAUNCHES) / steps, 1),
             "syncs_per_step": round(count(SYNCS) / steps, 1),
+            "sync_sites": window.sites.per_step(steps) if window.sites is not None else None,
             "top_host": rows(host, lambda e: e.self_cpu_time_total), "top_gpu": rows(device, _device_us)}
 
 
@@ -153,7 +211,7 @@ def profile(args, overrides: list[str]) -> dict:
             f"--submission.output_path={Path(args.scratch) / 'predictions.csv'}", *overrides]
     torch._dynamo.reset()  # a variant must not reuse blocks compiled under another's settings (same class, same code)
     cli = run_cli(argv, run=False)
-    window = ProfileWindow(args.warmup, args.steps)
+    window = ProfileWindow(args.warmup, args.steps, args.sync_sites)
     cli.trainer.callbacks.append(window)
     if stage == "fit":
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -169,6 +227,9 @@ def table(results: dict) -> str:
         lines.append(f"| {name} | {r['unprofiled_wall_ms_per_step']} | {r['wall_ms_per_step']} | {r['gpu_kernel_ms_per_step']} | {r['gpu_busy_share']:.1%} "
                      f"| {r['kernel_launches_per_step']} | {r['graph_launches_per_step']} | {r['syncs_per_step']} |")
     for name, r in results.items():
+        if r.get("sync_sites") is not None:
+            lines += ["", f"{name}: synchronizing calls by site (innermost frame first)", "| per step | site |", "|---|---|"]
+            lines += [f"| {s['per_step']} | {s['site']} |" for s in r["sync_sites"]] or ["| 0 | (none) |"]
         for title, key in (("host time", "top_host"), ("GPU time (kernels)", "top_gpu")):
             lines += ["", f"{name}: top operators by {title} (per step)", "| op | calls | self host ms | self GPU ms |",
                       "|---|---|---|---|"]
@@ -196,6 +257,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="batches before the profiled window (its last --steps, "
                         "if they do not include the first batch, are timed without the profiler, to show its overhead)")
     parser.add_argument("--steps", type=int, default=5, help="batches profiled (training: micro-batches)")
+    parser.add_argument("--sync_sites", action="store_true", help="also count the profiled window's host-device "
+                        "synchronizations by the Python lines that made them (torch.cuda.set_sync_debug_mode)")
     parser.add_argument("--top", type=int, default=12, help="operators listed per table")
     parser.add_argument("--model_dir", default=None, help="causal configs: where the random-weight model is saved")
     parser.add_argument("--scratch", default="/tmp/profile_step")

@@ -97,7 +97,7 @@ def run_profile(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_profile_step_profiles_a_window_of_training_steps_per_variant(tmp_path):
-    proc = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--warmup", "3", "--steps", "2",
+    proc = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--warmup", "3", "--steps", "2", "--sync_sites",
                        "--variant", "b4=--data.batch_size=4", "--variant", "b8=--data.batch_size=8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "profile_step.json").read_text())
@@ -106,7 +106,31 @@ def test_profile_step_profiles_a_window_of_training_steps_per_variant(tmp_path):
         assert r["steps"] == 2 and r["wall_ms_per_step"] > 0 and r["unprofiled_wall_ms_per_step"] > 0
         assert r["samples_and_tokens"]["profiled"][0] == r["samples_and_tokens"]["unprofiled"][0] > 0  # 2 full batches each
         assert any(op["op"] == "aten::mm" or op["op"] == "aten::addmm" for op in r["top_host"])
+        assert r["sync_sites"] == []  # on a CPU nothing synchronizes with a device
     assert (tmp_path / "out" / "profile_step.md").read_text().count("| b4 |") == 1
+
+
+def test_sync_sites_count_synchronizing_calls_by_the_lines_that_made_them(recwarn):
+    sys.path.insert(0, str(REPO / "bench"))
+    import warnings
+
+    from profile_step import SYNC_WARNING, SyncSites
+
+    def synchronizing_call():  # what torch.cuda.set_sync_debug_mode("warn") raises at such a call
+        warnings.warn(f"{SYNC_WARNING}, e.g. a blocking copy", UserWarning)
+
+    sites = SyncSites(frames=2)
+    sites.start()
+    for _ in range(4):
+        synchronizing_call()
+    warnings.warn("something else", UserWarning)
+    sites.stop()
+    synchronizing_call()  # after stop(): a plain warning again, not counted
+    [(site, count)] = sites.counts.items()
+    assert count == 4 and site.startswith("tests/test_bench.py:") and "synchronizing_call <- tests/test_bench.py:" in site
+    assert sites.per_step(2) == [{"site": site, "per_step": 2.0}]
+    assert [str(w.message) for w in recwarn if SYNC_WARNING not in str(w.message)] == ["something else"]
+    assert sum(SYNC_WARNING in str(w.message) for w in recwarn) == 1
 
 
 def test_profile_step_profiles_generation_batches_and_refuses_a_window_past_the_data(tmp_path):
