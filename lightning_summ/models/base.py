@@ -198,7 +198,9 @@ class SummarizerBase(SummaryEvaluationModule):
             loss = self._compiled_step(batch) if self._compiled_step is not None else self.compute_loss(batch)
         n = len(batch["fname"])
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
+        # A host tensor: Lightning turns a Python float into a tensor on the module's device, a
+        # blocking copy, which on CUDA waits for the GPU at every step (not yet measured: bench/NOTES.md).
+        self.log("train/lr", torch.tensor(float(self.trainer.optimizers[0].param_groups[0]["lr"])), batch_size=n)
         return loss
 
     def backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
