@@ -91,8 +91,14 @@ class Seq2SeqSummarizer(SummarizerBase):
         return model
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
-        # The model shifts labels into decoder inputs itself; we compute the loss to add label smoothing.
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            labels=batch["labels"]).logits
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100,
+        labels = batch["labels"]
+        # The loss is ours (label smoothing), so the model gets the decoder inputs it would shift from
+        # the labels, not the labels: given labels, it also computes its own cross-entropy over
+        # [rows x target x vocabulary], in fp32 under autocast, that nobody reads. use_cache=False as
+        # labels would set it (a training forward that fills a cache wastes memory and recompiles).
+        shift = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
+        targets = {"decoder_input_ids": shift(labels=labels)} if shift is not None else {"labels": labels}
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                            **targets).logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                                label_smoothing=self.label_smoothing)

@@ -303,6 +303,18 @@ def test_pin_memory_follows_the_trainer_device_unless_set(files, setting, device
     assert dm.train_dataloader().pin_memory is pinned and dm.val_dataloader().pin_memory is pinned
 
 
+def test_batch_transfer_moves_tensors_only_and_keeps_the_metadata_lists(files):
+    dm, _ = connected(train_path=files.multi, val_path=files.val, batch_size=4)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    tensors = {k for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    assert {"input_ids", "index"} <= tensors and all(moved[k].device.type == "meta" for k in tensors)
+    # the very same lists (Lightning's default rebuilds each one, element by element)
+    assert all(moved[k] is batch[k] for k in set(batch) - tensors) and set(moved) == set(batch)
+    assert isinstance(batch["fname"], list)
+
+
 def test_pad_to_multiple_of_reaches_training_and_generation_batches(files):
     dm, _ = connected(train_path=files.train, val_path=files.val, batch_size=4, eval_batch_size=5,
                       pad_to_multiple_of=16)

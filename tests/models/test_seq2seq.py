@@ -65,6 +65,27 @@ def test_collator_pads_labels_with_ignore_index_and_loss_uses_label_smoothing():
     assert torch.isfinite(plain) and not torch.isclose(plain, smoothed)
 
 
+def training_batch(model):
+    feats = [dict(model.processor.encode(d, s, False), index=i, fname=f"f{i}", references=[s])
+             for i, (d, s) in enumerate([(DIALOGUE, "요약"), ("#Person1#: 네.", "더 긴 요약 문장입니다.")])]
+    return model.processor.collator(for_generation=False)(feats)
+
+
+def test_loss_equals_the_models_own_without_giving_it_the_labels():
+    """The model gets the decoder inputs it would shift from the labels, never the labels (it would
+    compute a second cross-entropy nobody reads); the loss is the one the model computes from labels."""
+    model = tiny_model()
+    model.model.eval()  # no dropout: two forwards comparable
+    batch = training_batch(model)
+    seen = []
+    model.model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(set(kwargs)), with_kwargs=True)
+    ours = model.compute_loss(batch)
+    assert "labels" not in seen[0] and "decoder_input_ids" in seen[0] and len(seen) == 1
+    reference = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            labels=batch["labels"]).loss
+    torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-6)
+
+
 def test_generate_candidates_returns_scored_candidates_per_input():
     model = tiny_model(generation=GenerationSettings(num_beams=3, num_return_sequences=2, max_new_tokens=5))
     model.eval()
