@@ -107,6 +107,8 @@ class CompiledBlocks:
     def __init__(self, network: torch.nn.Module, backend: str = "inductor", context=None,
                  mode: Optional[str] = None):
         self.blocks, self.context = repeated_blocks(network), context
+        if any(getattr(block, "gradient_checkpointing", False) for block in self.blocks):
+            _allow_side_effects_under_checkpointing()
         codes: dict[type, types.CodeType] = {}
         for block in self.blocks:
             # What nn.Module.compile does (nn.Module.__call__ runs _compiled_call_impl when it is
@@ -134,6 +136,18 @@ class CompiledStep:
         loss = self.compiled({k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
         # A CUDA graph's output is overwritten by its next replay: what is logged and kept is a copy.
         return loss.clone() if self.cuda_graphs else loss
+
+
+def _allow_side_effects_under_checkpointing() -> None:
+    """Let dynamo trace a checkpointed block whose forward sets Python state. From transformers 5.25
+    on, attention layers run through the ``kernels`` package, whose forward sets a context variable:
+    inside gradient checkpointing's region dynamo refuses that side effect and breaks the graph, so
+    every compiled block ran eager (found on the CPU; the GPU image's 5.17 has no such layer). The
+    flag only skips replaying that Python state in the recomputation, whose tensors are the traced
+    graph's; torchtitan and transformers' own per-layer compile recipes set it the same way.
+    Process-wide (a dynamo setting), and only for networks that checkpoint their blocks."""
+    if hasattr(torch._dynamo.config, "skip_fwd_side_effects_in_bwd_under_checkpoint"):
+        torch._dynamo.config.skip_fwd_side_effects_in_bwd_under_checkpoint = True
 
 
 def _within(context, call):
