@@ -13,6 +13,9 @@ synchronisations there were, and the operators that cost the most host time and 
     python bench/profile_step.py --tiny --config configs/kobart.yaml --data lightning_summ/sample_data/dev.csv \\
         --tokenizer lightning_summ/assets/quickstart-tokenizer --warmup 1 --steps 2 --out /tmp/prof
 
+``--python``: the same window under ``cProfile`` instead (no kernel figures): which Python functions
+a step's host time goes to, own and cumulative, per step.
+
 "Step" is one batch (a micro-batch under gradient accumulation). Each ``--variant NAME=OVERRIDES`` is one run (overrides separated by spaces, as on the command line);
 results: ``profile_step.json`` and a table on stdout (``profile_step.md``).
 """
@@ -20,7 +23,9 @@ results: ``profile_step.json`` and a table on stdout (``profile_step.md``).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import sys
 import time
 import traceback
@@ -99,8 +104,8 @@ class ProfileWindow(Callback):
     loading included), the profiled one and the unprofiled one of the ``steps`` batches before it,
     which never include the first batch (cold)."""
 
-    def __init__(self, warmup: int, steps: int, sync_sites: bool = False):
-        self.warmup, self.steps, self.seen = warmup, steps, 0
+    def __init__(self, warmup: int, steps: int, sync_sites: bool = False, python: bool = False):
+        self.warmup, self.steps, self.seen, self.python = warmup, steps, 0, python
         self.sites = SyncSites() if sync_sites else None
         self.profiler, self.wall_s, self.plain_s, self._t_plain = None, None, None, None
         # (samples, real tokens) of the unprofiled and the profiled batches: is the comparison fair?
@@ -120,10 +125,8 @@ class ProfileWindow(Callback):
             sync()
             if self._t_plain is not None:
                 self.plain_s = time.perf_counter() - self._t_plain
-            activities = [torch.profiler.ProfilerActivity.CPU]
-            if torch.cuda.is_available():
-                activities.append(torch.profiler.ProfilerActivity.CUDA)
-            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler = cProfile.Profile() if self.python else torch.profiler.profile(activities=[
+                torch.profiler.ProfilerActivity.CPU, *([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])])
             self.profiler.__enter__()
             if self.sites is not None:
                 self.sites.start()
@@ -150,12 +153,29 @@ def _device_us(event) -> float:
     return 0.0
 
 
+def python_rows(profiler: cProfile.Profile, steps: int, top: int) -> dict:
+    """The window's Python functions with the most own time and the most cumulative time, per step."""
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (primitive calls, calls, own s, cumulative s, callers)
+
+    def rows(column: int) -> list[dict]:
+        ranked = sorted(stats.items(), key=lambda item: item[1][column], reverse=True)[:top]
+        return [{"function": f"{_short(file)}:{line}({name})", "calls_per_step": round(calls / steps, 1),
+                 "own_ms_per_step": round(own * 1e3 / steps, 3), "cumulative_ms_per_step": round(cum * 1e3 / steps, 3)}
+                for (file, line, name), (_, calls, own, cum, _) in ranked]
+    return {"top_own": rows(2), "top_cumulative": rows(3)}
+
+
 def summarise(window: ProfileWindow, top: int) -> dict:
-    """Per-step figures and the top operators of the profiled window."""
+    """Per-step figures and the top operators (or Python functions) of the profiled window."""
     if window.wall_s is None:
         print(f"profile_step: the run ended before {window.warmup + window.steps} batches "
               f"(saw {window.seen}); use fewer --warmup/--steps or more data", file=sys.stderr)
         raise SystemExit(2)
+    plain = round(window.plain_s * 1e3 / window.steps, 2) if window.plain_s is not None else None
+    if window.python:
+        return {"steps": window.steps, "wall_ms_per_step": round(window.wall_s * 1e3 / window.steps, 2),
+                "unprofiled_wall_ms_per_step": plain, "samples_and_tokens": window.work,
+                "python": python_rows(window.profiler, window.steps, top)}
     averages = window.profiler.key_averages()
     by_name = {e.key: e for e in averages}
     count = lambda names: sum(by_name[n].count for n in names if n in by_name)  # noqa: E731
@@ -172,7 +192,6 @@ def summarise(window: ProfileWindow, top: int) -> dict:
                  "self_cpu_ms_per_step": round(e.self_cpu_time_total / 1e3 / steps, 3),
                  "self_gpu_ms_per_step": round(_device_us(e) / 1e3 / steps, 3)} for e in ranked]
 
-    plain = round(window.plain_s * 1e3 / steps, 2) if window.plain_s is not None else None
     return {"steps": steps, "wall_ms_per_step": round(wall_ms / steps, 2), "unprofiled_wall_ms_per_step": plain,
             "samples_and_tokens": window.work,  # per window: unequal work makes the two walls incomparable
             "gpu_kernel_ms_per_step": round(kernel_ms / steps, 2),
@@ -211,7 +230,7 @@ def profile(args, overrides: list[str]) -> dict:
             f"--submission.output_path={Path(args.scratch) / 'predictions.csv'}", *overrides]
     torch._dynamo.reset()  # a variant must not reuse blocks compiled under another's settings (same class, same code)
     cli = run_cli(argv, run=False)
-    window = ProfileWindow(args.warmup, args.steps, args.sync_sites)
+    window = ProfileWindow(args.warmup, args.steps, args.sync_sites, args.python)
     cli.trainer.callbacks.append(window)
     if stage == "fit":
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -224,9 +243,19 @@ def table(results: dict) -> str:
     lines = ["| variant | wall ms/step (unprofiled) | wall ms/step | GPU kernel ms/step | GPU busy | kernel launches/step | graph launches/step | syncs/step |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
+        if "python" in r:  # --python: no kernel figures
+            lines.append(f"| {name} | {r['unprofiled_wall_ms_per_step']} | {r['wall_ms_per_step']} | | | | | |")
+            continue
         lines.append(f"| {name} | {r['unprofiled_wall_ms_per_step']} | {r['wall_ms_per_step']} | {r['gpu_kernel_ms_per_step']} | {r['gpu_busy_share']:.1%} "
                      f"| {r['kernel_launches_per_step']} | {r['graph_launches_per_step']} | {r['syncs_per_step']} |")
     for name, r in results.items():
+        if "python" in r:
+            for title, key in (("own time", "top_own"), ("cumulative time", "top_cumulative")):
+                lines += ["", f"{name}: Python functions by {title} (per step, under cProfile)",
+                          "| function | calls | own ms | cumulative ms |", "|---|---|---|---|"]
+                lines += [f"| {f['function'][:90]} | {f['calls_per_step']} | {f['own_ms_per_step']} | "
+                          f"{f['cumulative_ms_per_step']} |" for f in r["python"][key]]
+            continue
         if r.get("sync_sites") is not None:
             lines += ["", f"{name}: synchronizing calls by site (innermost frame first)", "| per step | site |", "|---|---|"]
             lines += [f"| {s['per_step']} | {s['site']} |" for s in r["sync_sites"]] or ["| 0 | (none) |"]
@@ -259,12 +288,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="batches profiled (training: micro-batches)")
     parser.add_argument("--sync_sites", action="store_true", help="also count the profiled window's host-device "
                         "synchronizations by the Python lines that made them (torch.cuda.set_sync_debug_mode)")
+    parser.add_argument("--python", action="store_true", help="profile the window with cProfile instead of "
+                        "torch.profiler: the Python functions the host time goes to (no kernel figures)")
     parser.add_argument("--top", type=int, default=12, help="operators listed per table")
     parser.add_argument("--model_dir", default=None, help="causal configs: where the random-weight model is saved")
     parser.add_argument("--scratch", default="/tmp/profile_step")
     parser.add_argument("--tiny", action="store_true", help="a tiny model of the config's family (CPU smoke test)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.python and args.sync_sites:
+        parser.error("--python and --sync_sites are separate runs (both would add to the same window's host time)")
     if args.warmup < 1 or args.steps < 1:
         parser.error("--warmup and --steps must be >= 1 (the window starts after a batch end)")
     if not (REPO / args.config).is_file():

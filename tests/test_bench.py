@@ -110,6 +110,21 @@ def test_profile_step_profiles_a_window_of_training_steps_per_variant(tmp_path):
     assert (tmp_path / "out" / "profile_step.md").read_text().count("| b4 |") == 1
 
 
+def test_profile_step_python_mode_lists_the_functions_a_step_spends_its_host_time_in(tmp_path):
+    proc = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--warmup", "3", "--steps", "2", "--python",
+                       "--variant", "b4=--data.batch_size=4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "out" / "profile_step.json").read_text())["variants"]["b4"]
+    assert "top_host" not in r and r["wall_ms_per_step"] > 0
+    functions = {f["function"] for f in r["python"]["top_cumulative"]}
+    # the window holds whole training steps: the step's own Python is in it, under the optimizer's closure
+    assert any("training_step" in f or "compute_loss" in f or "optimizer_step" in f for f in functions), functions
+    assert all(f["cumulative_ms_per_step"] >= f["own_ms_per_step"] >= 0 for f in r["python"]["top_own"])
+    assert "Python functions by own time" in (tmp_path / "out" / "profile_step.md").read_text()
+    refused = run_profile(tmp_path, "--config", "configs/kobart.yaml", "--python", "--sync_sites")
+    assert refused.returncode == 2 and "separate runs" in refused.stderr
+
+
 def test_sync_sites_count_synchronizing_calls_by_the_lines_that_made_them(recwarn):
     sys.path.insert(0, str(REPO / "bench"))
     import warnings
