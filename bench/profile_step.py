@@ -14,7 +14,9 @@ synchronisations there were, and the operators that cost the most host time and 
         --tokenizer lightning_summ/assets/quickstart-tokenizer --warmup 1 --steps 2 --out /tmp/prof
 
 ``--python``: the same window under ``cProfile`` instead (no kernel figures): which Python functions
-a step's host time goes to, own and cumulative, per step.
+a step's host time goes to, own and cumulative, per step. cProfile sees the training loop's thread
+only: on CUDA the backward runs on autograd's device thread, so its Python (compiled backward
+wrappers, recomputed forwards) shows as the own time of ``run_backward``, not function by function.
 
 "Step" is one batch (a micro-batch under gradient accumulation). Each ``--variant NAME=OVERRIDES`` is one run (overrides separated by spaces, as on the command line);
 results: ``profile_step.json`` and a table on stdout (``profile_step.md``).
@@ -289,7 +291,8 @@ def main() -> None:
     parser.add_argument("--sync_sites", action="store_true", help="also count the profiled window's host-device "
                         "synchronizations by the Python lines that made them (torch.cuda.set_sync_debug_mode)")
     parser.add_argument("--python", action="store_true", help="profile the window with cProfile instead of "
-                        "torch.profiler: the Python functions the host time goes to (no kernel figures)")
+                        "torch.profiler: the Python functions the host time goes to (no kernel figures; on CUDA the backward's "
+                        "own thread shows as run_backward)")
     parser.add_argument("--top", type=int, default=12, help="operators listed per table")
     parser.add_argument("--model_dir", default=None, help="causal configs: where the random-weight model is saved")
     parser.add_argument("--scratch", default="/tmp/profile_step")

@@ -262,12 +262,16 @@ class SummarizationDataModule(LightningDataModule):
         return self.processor.collator(for_generation=False, pad_to_multiple_of=self.pad_to_multiple_of)
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        """Move only a batch's tensors (as Lightning does: non-blocking from pinned memory); its
-        metadata lists (file names, references, dialogues) stay as they are. Lightning's default
-        walks every element of them on the training loop's thread: 2.8 ms per step on a 2-core CPU
-        (``bench/NOTES.md``, sixth round), against a compiled KoBART step's ~30 ms of host time."""
-        tensors = {key: value for key, value in batch.items() if isinstance(value, torch.Tensor)}
-        return {**batch, **move_data_to_device(tensors, device)}
+        """Move only a batch's model inputs (as Lightning does: non-blocking from pinned memory); its
+        metadata (file names, references, dialogues, the row ``index``) stays on the host. Lightning's
+        default walks every element of the metadata lists on the training loop's thread (2.8 ms per
+        step on a 2-core CPU: ``bench/NOTES.md``, sixth round, against a compiled KoBART step's ~30 ms
+        of host time), and an ``index`` on the GPU costs a synchronization at every read of it
+        (``predict_step`` reads it row by row)."""
+        if not isinstance(batch, dict):
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        inputs = {key: value for key, value in batch.items() if isinstance(value, torch.Tensor) and key != "index"}
+        return {**batch, **move_data_to_device(inputs, device)}
 
     # -- resuming ---------------------------------------------------------------------------------
     # The training loader's position is saved here too, not only by Lightning's stateful-loader hook:

@@ -182,6 +182,8 @@ class CausalLMSummarizer(SummarizerBase):
         if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(self.tokenizer))
         if self.lora is None:
+            if self.gradient_checkpointing:  # apply_lora enables it for LoRA; a full fine-tune asked for it too
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             return model.float().train()  # full fine-tuning needs fp32 master weights
         new_ids = self.processor.new_token_ids() if self.atomic_tags else []
         return apply_lora(model, self.lora, quantized=self.quantization is not None,

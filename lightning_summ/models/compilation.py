@@ -107,8 +107,7 @@ class CompiledBlocks:
     def __init__(self, network: torch.nn.Module, backend: str = "inductor", context=None,
                  mode: Optional[str] = None):
         self.blocks, self.context = repeated_blocks(network), context
-        if any(getattr(block, "gradient_checkpointing", False) for block in self.blocks):
-            _allow_side_effects_under_checkpointing()
+        _allow_side_effects_under_checkpointing()
         codes: dict[type, types.CodeType] = {}
         for block in self.blocks:
             # What nn.Module.compile does (nn.Module.__call__ runs _compiled_call_impl when it is
@@ -129,6 +128,7 @@ class CompiledStep:
     references (Python lists) are neither traced nor guarded on."""
 
     def __init__(self, loss_fn, backend: str = "inductor", context=None, mode: Optional[str] = None):
+        _allow_side_effects_under_checkpointing()
         self.compiled = torch.compile(_within(context, loss_fn), backend=backend, mode=mode)
         self.cuda_graphs = uses_cuda_graphs(backend, mode)
 
@@ -144,8 +144,9 @@ def _allow_side_effects_under_checkpointing() -> None:
     inside gradient checkpointing's region dynamo refuses that side effect and breaks the graph, so
     every compiled block ran eager (found on the CPU; the GPU image's 5.17 has no such layer). The
     flag only skips replaying that Python state in the recomputation, whose tensors are the traced
-    graph's; torchtitan and transformers' own per-layer compile recipes set it the same way.
-    Process-wide (a dynamo setting), and only for networks that checkpoint their blocks."""
+    graph's; torchtitan and accelerate's regional compilation set it the same way. Process-wide (a
+    dynamo setting), set whenever something is compiled: dynamo reads it only when it traces a
+    checkpointed region, so networks that do not checkpoint are unaffected."""
     if hasattr(torch._dynamo.config, "skip_fwd_side_effects_in_bwd_under_checkpoint"):
         torch._dynamo.config.skip_fwd_side_effects_in_bwd_under_checkpoint = True
 

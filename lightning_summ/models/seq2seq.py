@@ -97,7 +97,8 @@ class Seq2SeqSummarizer(SummarizerBase):
         # [rows x target x vocabulary], in fp32 under autocast, that nobody reads. use_cache=False as
         # labels would set it (a training forward that fills a cache wastes memory and recompiles).
         shift = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
-        targets = {"decoder_input_ids": shift(labels=labels)} if shift is not None else {"labels": labels}
+        # a copy: some families' shift fills the -100s in place (FSMT), which the loss below still needs
+        targets = {"decoder_input_ids": shift(labels=labels.clone())} if shift is not None else {"labels": labels}
         logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
                             **targets).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,

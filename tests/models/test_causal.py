@@ -166,6 +166,12 @@ def test_qlora_loads_4bit_nf4_double_quant_with_compute_dtype(tmp_path):
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "lora_B" in n)
 
 
+@pytest.mark.parametrize("lora", [None, LoraSettings()], ids=["full", "lora"])
+def test_gradient_checkpointing_reaches_the_network_with_or_without_lora(lora):
+    assert tiny(lora=lora, gradient_checkpointing=True).model.is_gradient_checkpointing
+    assert not tiny(lora=lora).model.is_gradient_checkpointing
+
+
 def test_quantization_without_lora_is_refused():
     with pytest.raises(ValueError, match="QLoRA"):
         CausalLMSummarizer(tokenizer=TOKENIZER, lora=None, quantization=QuantizationSettings())

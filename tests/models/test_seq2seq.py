@@ -78,9 +78,11 @@ def test_loss_equals_the_models_own_without_giving_it_the_labels():
     model.model.eval()  # no dropout: two forwards comparable
     batch = training_batch(model)
     seen = []
-    model.model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(set(kwargs)), with_kwargs=True)
+    model.model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(dict(kwargs)), with_kwargs=True)
+    labels = batch["labels"].clone()
     ours = model.compute_loss(batch)
     assert "labels" not in seen[0] and "decoder_input_ids" in seen[0] and len(seen) == 1
+    assert seen[0]["use_cache"] is False and torch.equal(batch["labels"], labels)  # labels left as they were
     reference = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             labels=batch["labels"]).loss
     torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-6)
