@@ -127,8 +127,13 @@ class ProfileWindow(Callback):
             sync()
             if self._t_plain is not None:
                 self.plain_s = time.perf_counter() - self._t_plain
-            self.profiler = cProfile.Profile() if self.python else torch.profiler.profile(activities=[
-                torch.profiler.ProfilerActivity.CPU, *([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])])
+            if self.python:
+                self.profiler = cProfile.Profile()
+            else:
+                activities = [torch.profiler.ProfilerActivity.CPU]
+                if torch.cuda.is_available():
+                    activities.append(torch.profiler.ProfilerActivity.CUDA)
+                self.profiler = torch.profiler.profile(activities=activities)
             self.profiler.__enter__()
             if self.sites is not None:
                 self.sites.start()
@@ -291,8 +296,8 @@ def main() -> None:
     parser.add_argument("--sync_sites", action="store_true", help="also count the profiled window's host-device "
                         "synchronizations by the Python lines that made them (torch.cuda.set_sync_debug_mode)")
     parser.add_argument("--python", action="store_true", help="profile the window with cProfile instead of "
-                        "torch.profiler: the Python functions the host time goes to (no kernel figures; on CUDA the backward's "
-                        "own thread shows as run_backward)")
+                        "torch.profiler: the Python functions the host time goes to (no kernel figures; on CUDA "
+                        "the backward's own thread shows as run_backward)")
     parser.add_argument("--top", type=int, default=12, help="operators listed per table")
     parser.add_argument("--model_dir", default=None, help="causal configs: where the random-weight model is saved")
     parser.add_argument("--scratch", default="/tmp/profile_step")

@@ -268,8 +268,6 @@ class SummarizationDataModule(LightningDataModule):
         step on a 2-core CPU: ``bench/NOTES.md``, sixth round, against a compiled KoBART step's ~30 ms
         of host time), and an ``index`` on the GPU costs a synchronization at every read of it
         (``predict_step`` reads it row by row)."""
-        if not isinstance(batch, dict):
-            return super().transfer_batch_to_device(batch, device, dataloader_idx)
         inputs = {key: value for key, value in batch.items() if isinstance(value, torch.Tensor) and key != "index"}
         return {**batch, **move_data_to_device(inputs, device)}
 

@@ -10,7 +10,7 @@ from torch._dynamo.utils import counters
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.compilation import repeated_blocks
 from tests.models.test_chunked_loss import _batch, _loss_and_grads, _perturbed
-from tests.models.test_seq2seq import DIALOGUE, TINY_BART, tiny_model
+from tests.models.test_seq2seq import TINY_BART, tiny_model, training_batch
 
 # aot_eager traces the blocks with dynamo and AOTAutograd as inductor does (graph capture,
 # functionalised forward and backward) without generating C++ kernels, which would take a minute on
@@ -22,10 +22,7 @@ NO_DROPOUT = dict(TINY_BART, dropout=0.0, attention_dropout=0.0, activation_drop
 def _seq2seq(compile: bool):
     torch.manual_seed(0)
     model = tiny_model(model_config=NO_DROPOUT, compile=compile and BACKEND)
-    pairs = [(DIALOGUE, "요약"), ("#Person1#: 네.", "더 긴 요약 문장입니다.")]
-    feats = [dict(model.processor.encode(d, s, False), index=i, fname=f"f{i}", references=[s])
-             for i, (d, s) in enumerate(pairs)]
-    return model, model.processor.collator(for_generation=False)(feats)
+    return model, training_batch(model)
 
 
 def _causal(compile: bool, gradient_checkpointing: bool = False):

@@ -51,24 +51,27 @@ def test_tags_are_single_tokens_and_survive_decoding():
     assert model.model.get_input_embeddings().num_embeddings == len(model.tokenizer)
 
 
+TRAINING_PAIRS = [(DIALOGUE, "요약"), ("#Person1#: 네.", "더 긴 요약 문장입니다.")]  # (dialogue, summary)
+
+
+def training_batch(model):
+    """``TRAINING_PAIRS`` collated for training: two rows of different lengths (padding in both fields)."""
+    feats = [dict(model.processor.encode(d, s, False), index=i, fname=f"f{i}", references=[s])
+             for i, (d, s) in enumerate(TRAINING_PAIRS)]
+    return model.processor.collator(for_generation=False)(feats)
+
+
 def test_collator_pads_labels_with_ignore_index_and_loss_uses_label_smoothing():
     model = tiny_model()
-    feats = [dict(model.processor.encode(d, s, False), index=i, fname=f"f{i}", references=[s])
-             for i, (d, s) in enumerate([(DIALOGUE, "요약"), ("#Person1#: 네.", "더 긴 요약 문장입니다.")])]
-    batch = model.processor.collator(for_generation=False)(feats)
-    assert batch["labels"].shape == batch["input_ids"].shape[:1] + (max(len(f["labels"]) for f in feats),)
+    batch = training_batch(model)
+    longest = max(len(model.processor.encode(d, s, False)["labels"]) for d, s in TRAINING_PAIRS)
+    assert batch["labels"].shape == batch["input_ids"].shape[:1] + (longest,)
     assert (batch["labels"] == -100).any() and (batch["attention_mask"] == 0).any()
     torch.manual_seed(0)
     plain = model.compute_loss(batch)
     model.label_smoothing = 0.1
     smoothed = model.compute_loss(batch)
     assert torch.isfinite(plain) and not torch.isclose(plain, smoothed)
-
-
-def training_batch(model):
-    feats = [dict(model.processor.encode(d, s, False), index=i, fname=f"f{i}", references=[s])
-             for i, (d, s) in enumerate([(DIALOGUE, "요약"), ("#Person1#: 네.", "더 긴 요약 문장입니다.")])]
-    return model.processor.collator(for_generation=False)(feats)
 
 
 def test_loss_equals_the_models_own_without_giving_it_the_labels():
