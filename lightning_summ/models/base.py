@@ -197,7 +197,9 @@ class SummarizerBase(SummaryEvaluationModule):
         with self.attention_for_training():
             loss = self._compiled_step(batch) if self._compiled_step is not None else self.compute_loss(batch)
         n = len(batch["fname"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        # Not prog_bar: Lightning turns prog_bar values into numbers after every batch, a wait for the
+        # GPU at every step; the default bars read the loss when they redraw (callbacks.progress).
+        self.log("train/loss", loss, batch_size=n)
         # A host tensor: Lightning turns a Python float into a tensor on the module's device, a
         # blocking copy, which on CUDA waits for the GPU at every step (not yet measured: bench/NOTES.md).
         self.log("train/lr", torch.tensor(float(self.trainer.optimizers[0].param_groups[0]["lr"])), batch_size=n)

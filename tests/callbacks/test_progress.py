@@ -64,3 +64,30 @@ def test_the_trainer_uses_the_throttled_bar_unless_told_otherwise(tmp_path, kwar
     assert [type(b) for b in bars] == ([expected] if expected else [])
     if "callbacks" in kwargs:
         assert bars[0].refresh_rate == 7
+
+
+def test_training_logs_no_value_that_lightning_reads_after_every_batch_and_the_bar_still_shows_the_loss(
+        tmp_path, monkeypatch):
+    """Lightning turns prog_bar values into numbers after every batch (on CUDA a wait for the GPU
+    per step); the loss reaches the bar through its redraws instead."""
+    import torch
+    from lightning.pytorch.trainer.connectors.logger_connector import result
+
+    from lightning_summ.data.datamodule import SummarizationDataModule
+    from tests.models.test_seq2seq import tiny_model
+
+    converted = []
+    real = result.convert_tensors_to_scalars
+    monkeypatch.setattr(result, "convert_tensors_to_scalars", lambda value: converted.append(1) or real(value))
+    model = tiny_model()
+    dm = SummarizationDataModule(model.processor, train_path="pkg://sample_data/train.csv",
+                                 val_path="pkg://sample_data/dev.csv", batch_size=4)
+    bar = ThrottledProgressBar(min_interval_s=0.0)
+    trainer = SummarizationTrainer(accelerator="cpu", max_steps=6, limit_val_batches=0, logger=False,
+                                   enable_checkpointing=False, enable_model_summary=False, callbacks=[bar],
+                                   default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 6 and converted == []  # with prog_bar=True: once per batch
+    shown = bar.get_metrics(trainer, model)["train/loss"]
+    assert isinstance(shown, float) and shown == trainer.callback_metrics["train/loss"].item() and torch.isfinite(
+        torch.tensor(shown))
