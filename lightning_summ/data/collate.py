@@ -36,6 +36,12 @@ def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def summary_start(labels: torch.Tensor) -> int:
+    """The first position where any left-padded row's summary (its first label) starts: the causal
+    loss runs the output head on the positions from there on."""
+    return int((labels != -100).int().argmax(-1).min()) if labels.shape[1] else 0
+
+
 def collate_metadata(features: list[dict]) -> dict:
     """The non-tensor part every batch carries: row index, fname, references, dialogue text (for
     test-time augmentation, which re-encodes modified dialogues)."""
@@ -75,6 +81,8 @@ class CausalCollator:
                   f"{prefix}attention_mask": pad_left([[1] * len(s) for s in seqs], 0, self.multiple)}
         if labels is not None:
             padded[f"{prefix}labels"] = pad_left(labels, -100, self.multiple)
+            # a Python int made here, on the host: the loss needs it before the GPU has the labels
+            padded[f"{prefix}summary_start"] = summary_start(padded[f"{prefix}labels"])
         return padded
 
     def __call__(self, features: list[dict]) -> dict:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from lightning_summ.data.collate import position_ids_for
+from lightning_summ.data.collate import position_ids_for, summary_start
 from lightning_summ.data.prompts import DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE
 from lightning_summ.errors import ConfigError
 from lightning_summ.models.base import SummarizerBase
@@ -190,17 +190,6 @@ class CausalLMSummarizer(SummarizerBase):
                           gradient_checkpointing=self.gradient_checkpointing, new_token_ids=new_ids)
 
     # -- steps ----------------------------------------------------------------------------------
-    def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        """Where each loss's summaries start, read while the labels are still on the host: read from
-        a GPU tensor in ``compute_loss`` it would wait for the GPU once per step (the host could not
-        queue this step while the GPU finishes the last one)."""
-        if isinstance(batch, dict) and "position_ids" not in batch:  # packed rows need no start
-            for prefix in ("", "loss_"):
-                labels = batch.get(f"{prefix}labels")
-                if isinstance(labels, torch.Tensor) and labels.device.type == "cpu":
-                    batch[f"{prefix}summary_start"] = summary_start(labels)
-        return batch
-
     def compute_loss(self, batch: dict) -> torch.Tensor:
         if "position_ids" in batch:  # packed rows (data.packing): no mask, position ids restart per example
             backbone, head = self._backbone_and_head()
@@ -211,8 +200,9 @@ class CausalLMSummarizer(SummarizerBase):
         prefix = "" if "labels" in batch else "loss_"
         input_ids, mask, labels = (batch[f"{prefix}{k}"] for k in ("input_ids", "attention_mask", "labels"))
         # Left padding puts every summary at the end: the head only needs the last positions.
+        # The collator's host-side start: read from the GPU labels it would wait for the GPU each step.
         span = batch.get(f"{prefix}summary_start")
-        span = summary_start(labels) if span is None else span  # a batch that never passed the hook
+        span = summary_start(labels) if span is None else span  # a batch made by hand
         keep = min(labels.shape[1] - span + 1, labels.shape[1])
         targets = labels[:, labels.shape[1] - keep + 1:]
         inputs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids_for(mask)}
@@ -309,8 +299,3 @@ class CausalLMSummarizer(SummarizerBase):
             if missing:
                 raise ConfigError(f"the checkpoint lacks {len(missing)} adapter weights (e.g. {sorted(missing)[0]}); "
                                    "was it trained with the same lora settings?")
-
-
-def summary_start(labels: torch.Tensor) -> int:
-    """The first position where any left-padded row's summary (its first label) starts."""
-    return int((labels != -100).int().argmax(-1).min()) if labels.shape[1] else 0

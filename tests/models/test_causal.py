@@ -119,7 +119,7 @@ def test_head_on_last_positions_equals_the_full_loss_and_padding_changes_nothing
     assert torch.allclose(alone, padded, atol=1e-4)
 
 
-def test_the_summary_start_is_read_on_the_host_before_the_batch_moves(monkeypatch):
+def test_the_collator_gives_the_summary_start_on_the_host_and_the_loss_uses_it(monkeypatch):
     """Read from the device in compute_loss, the start would wait for the GPU at every step."""
     from lightning_summ.models import causal
 
@@ -127,29 +127,14 @@ def test_the_summary_start_is_read_on_the_host_before_the_batch_moves(monkeypatc
     model = tiny().eval()
     pairs = [(DIALOGUE, SUMMARY), ("#Person1#: 네.\n#Person2#: 좋아요.", "두 사람은 동의합니다.")]
     batch = model.processor.collator(False)(feats(model, pairs, False))
+    start = batch.pop("summary_start")
+    assert isinstance(start, int) and start == causal.summary_start(batch["labels"]) > 0
     with torch.no_grad():
-        expected = model.compute_loss(batch)  # no start given: computed from the labels
-        hooked = model.on_before_batch_transfer(dict(batch), 0)
-        assert hooked["summary_start"] == causal.summary_start(batch["labels"]) > 0
+        expected = model.compute_loss(batch)  # a batch made by hand: computed from the labels
         monkeypatch.setattr(causal, "summary_start", lambda labels: pytest.fail("read in compute_loss"))
-        assert torch.equal(model.compute_loss(hooked), expected)
-    packed = model.on_before_batch_transfer({"labels": batch["labels"], "position_ids": batch["input_ids"]}, 0)
-    assert "summary_start" not in packed  # packed rows take another loss path
-
-
-def test_lightning_runs_the_summary_start_hook_on_training_batches(tmp_path):
-    from lightning.pytorch import Trainer
-
-    from lightning_summ.data.datamodule import SummarizationDataModule
-
-    model, starts = tiny(), []
-    loss = model.compute_loss
-    model.compute_loss = lambda batch: starts.append(batch.get("summary_start")) or loss(batch)
-    dm = SummarizationDataModule(model.processor, train_path="pkg://sample_data/train.csv",
-                                 val_path="pkg://sample_data/dev.csv", batch_size=4)
-    Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, default_root_dir=tmp_path).fit(model, datamodule=dm)
-    assert len(starts) == 2 and all(isinstance(start, int) for start in starts)
+        assert torch.equal(model.compute_loss({**batch, "summary_start": start}), expected)
+    validation = model.processor.collator(True)(feats(model, pairs, True))  # generation + a loss on the gold
+    assert isinstance(validation["loss_summary_start"], int) and "summary_start" not in validation
 
 
 def test_only_new_tokens_are_decoded():
