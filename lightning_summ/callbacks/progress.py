@@ -35,6 +35,10 @@ class _Interval:
         return False
 
 
+def _names(show: Sequence[str]) -> tuple[str, ...]:
+    return (show,) if isinstance(show, str) else tuple(show)  # one name, not its characters
+
+
 class _ShowsLoggedValues:
     """A bar's metrics plus the logged values named in ``self.show``, read only when the bar asks."""
 
@@ -61,7 +65,7 @@ class ThrottledProgressBar(_ShowsLoggedValues, TQDMProgressBar):
 
     def __init__(self, min_interval_s: float = 0.5, show: Sequence[str] = ("train/loss",), **kwargs):
         super().__init__(**kwargs)
-        self.min_interval_s, self._interval, self.show = min_interval_s, _Interval(min_interval_s), tuple(show)
+        self.min_interval_s, self._interval, self.show = min_interval_s, _Interval(min_interval_s), _names(show)
 
     # Lightning's tqdm bar asks this private hook before every redraw (Lightning 2.6; a test pins its use).
     def _should_update(self, current: int, total) -> bool:
@@ -79,7 +83,7 @@ class ThrottledRichProgressBar(_ShowsLoggedValues, RichProgressBar):
 
     def __init__(self, min_interval_s: float = 0.5, show: Sequence[str] = ("train/loss",), **kwargs):
         super().__init__(**kwargs)
-        self.min_interval_s, self._interval, self.show = min_interval_s, _Interval(min_interval_s), tuple(show)
+        self.min_interval_s, self._interval, self.show = min_interval_s, _Interval(min_interval_s), _names(show)
         self._within_batch = False
 
     def on_train_batch_end(self, *args, **kwargs) -> None:

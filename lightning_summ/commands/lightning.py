@@ -50,7 +50,8 @@ class SummarizationTrainer(Trainer):
         callbacks: Lightning's callbacks. Unless one of them is a progress bar (or
             ``enable_progress_bar`` is false), a ``ThrottledRichProgressBar`` (or, without rich,
             ``ThrottledProgressBar``) is added; name ``lightning.pytorch.callbacks.RichProgressBar``
-            to get Lightning's own.
+            to get Lightning's own, which shows no training loss (it is logged without ``prog_bar``,
+            whose values Lightning reads after every batch: a wait for the GPU per step).
 
     Checkpoints are written atomically (``AtomicCheckpointIO``) unless ``plugins`` names another writer.
     The default progress bar is Lightning's (rich, else tqdm) reading the metrics at most twice a

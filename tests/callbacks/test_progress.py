@@ -66,8 +66,9 @@ def test_the_trainer_uses_the_throttled_bar_unless_told_otherwise(tmp_path, kwar
         assert bars[0].refresh_rate == 7
 
 
+@pytest.mark.parametrize("bar_class", [ThrottledProgressBar, ThrottledRichProgressBar])
 def test_training_logs_no_value_that_lightning_reads_after_every_batch_and_the_bar_still_shows_the_loss(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, bar_class):
     """Lightning turns prog_bar values into numbers after every batch (on CUDA a wait for the GPU
     per step); the loss reaches the bar through its redraws instead."""
     import torch
@@ -82,7 +83,7 @@ def test_training_logs_no_value_that_lightning_reads_after_every_batch_and_the_b
     model = tiny_model()
     dm = SummarizationDataModule(model.processor, train_path="pkg://sample_data/train.csv",
                                  val_path="pkg://sample_data/dev.csv", batch_size=4)
-    bar = ThrottledProgressBar(min_interval_s=0.0)
+    bar = bar_class(min_interval_s=0.0, show="train/loss")  # one name, as a string too
     trainer = SummarizationTrainer(accelerator="cpu", max_steps=6, limit_val_batches=0, logger=False,
                                    enable_checkpointing=False, enable_model_summary=False, callbacks=[bar],
                                    default_root_dir=tmp_path)

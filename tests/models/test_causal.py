@@ -121,6 +121,7 @@ def test_head_on_last_positions_equals_the_full_loss_and_padding_changes_nothing
 
 def test_the_collator_gives_the_summary_start_on_the_host_and_the_loss_uses_it(monkeypatch):
     """Read from the device in compute_loss, the start would wait for the GPU at every step."""
+    from lightning_summ.data import collate
     from lightning_summ.models import causal
 
     torch.manual_seed(0)
@@ -133,8 +134,11 @@ def test_the_collator_gives_the_summary_start_on_the_host_and_the_loss_uses_it(m
         expected = model.compute_loss(batch)  # a batch made by hand: computed from the labels
         monkeypatch.setattr(causal, "summary_start", lambda labels: pytest.fail("read in compute_loss"))
         assert torch.equal(model.compute_loss({**batch, "summary_start": start}), expected)
+        # the given start is what the loss uses: a later one drops summary tokens
+        assert not torch.equal(model.compute_loss({**batch, "summary_start": start + 3}), expected)
     validation = model.processor.collator(True)(feats(model, pairs, True))  # generation + a loss on the gold
-    assert isinstance(validation["loss_summary_start"], int) and "summary_start" not in validation
+    assert "summary_start" not in validation
+    assert validation["loss_summary_start"] == collate.summary_start(validation["loss_labels"]) > 0
 
 
 def test_only_new_tokens_are_decoded():
