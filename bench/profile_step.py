@@ -178,11 +178,13 @@ def summarise(window: ProfileWindow, top: int) -> dict:
         print(f"profile_step: the run ended before {window.warmup + window.steps} batches "
               f"(saw {window.seen}); use fewer --warmup/--steps or more data", file=sys.stderr)
         raise SystemExit(2)
-    plain = round(window.plain_s * 1e3 / window.steps, 2) if window.plain_s is not None else None
+    wall_ms, steps = window.wall_s * 1e3, window.steps
+    plain_ms = window.plain_s * 1e3 if window.plain_s is not None else None
+    timing = {"steps": steps, "wall_ms_per_step": round(wall_ms / steps, 2),
+              "unprofiled_wall_ms_per_step": round(plain_ms / steps, 2) if plain_ms is not None else None,
+              "samples_and_tokens": window.work}  # per window: unequal work makes the two walls incomparable
     if window.python:
-        return {"steps": window.steps, "wall_ms_per_step": round(window.wall_s * 1e3 / window.steps, 2),
-                "unprofiled_wall_ms_per_step": plain, "samples_and_tokens": window.work,
-                "python": python_rows(window.profiler, window.steps, top)}
+        return {**timing, "python": python_rows(window.profiler, steps, top)}
     averages = window.profiler.key_averages()
     by_name = {e.key: e for e in averages}
     count = lambda names: sum(by_name[n].count for n in names if n in by_name)  # noqa: E731
@@ -191,7 +193,6 @@ def summarise(window: ProfileWindow, top: int) -> dict:
     host = [e for e in averages if e.device_type == DeviceType.CPU]
     device = [e for e in averages if e.device_type != DeviceType.CPU and not getattr(e, "is_user_annotation", False)]
     kernel_ms = sum(_device_us(e) for e in device) / 1e3
-    wall_ms, steps = window.wall_s * 1e3, window.steps
 
     def rows(events, key) -> list[dict]:
         ranked = sorted(events, key=key, reverse=True)[:top]
@@ -199,9 +200,7 @@ def summarise(window: ProfileWindow, top: int) -> dict:
                  "self_cpu_ms_per_step": round(e.self_cpu_time_total / 1e3 / steps, 3),
                  "self_gpu_ms_per_step": round(_device_us(e) / 1e3 / steps, 3)} for e in ranked]
 
-    return {"steps": steps, "wall_ms_per_step": round(wall_ms / steps, 2), "unprofiled_wall_ms_per_step": plain,
-            "samples_and_tokens": window.work,  # per window: unequal work makes the two walls incomparable
-            "gpu_kernel_ms_per_step": round(kernel_ms / steps, 2),
+    return {**timing, "gpu_kernel_ms_per_step": round(kernel_ms / steps, 2),
             "gpu_busy_share": round(kernel_ms / wall_ms, 3) if wall_ms else None,
             "kernel_launches_per_step": round(count(LAUNCHES) / steps, 1),
             "graph_launches_per_step": round(count(GRAPH_LAUNCHES) / steps, 1),

@@ -201,7 +201,7 @@ class SummarizerBase(SummaryEvaluationModule):
         # GPU at every step; the default bars read the loss when they redraw (callbacks.progress).
         self.log("train/loss", loss, batch_size=n)
         # A host tensor: Lightning turns a Python float into a tensor on the module's device, a
-        # blocking copy, which on CUDA waits for the GPU at every step (not yet measured: bench/NOTES.md).
+        # blocking copy, which on CUDA waits for the GPU at every step (its own gain not isolated: bench/NOTES.md).
         self.log("train/lr", torch.tensor(float(self.trainer.optimizers[0].param_groups[0]["lr"])), batch_size=n)
         return loss
 
