@@ -99,7 +99,32 @@ class Seq2SeqSummarizer(SummarizerBase):
         shift = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
         # a copy: some families' shift fills the -100s in place (FSMT), which the loss below still needs
         targets = {"decoder_input_ids": shift(labels=labels.clone())} if shift is not None else {"labels": labels}
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
-                            **targets).logits
+        masks = _ready_masks(self.model.config, batch["attention_mask"], labels.shape[1])
+        logits = self.model(input_ids=batch["input_ids"], use_cache=False, **masks, **targets).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                                label_smoothing=self.label_smoothing)
+
+
+# Families whose attention takes transformers' shared masks (masking_utils) with no additive bias of
+# their own: a ready 4-D boolean mask means the same to them as the 2-D one it is made from. T5 adds
+# its position bias to the mask, so it keeps the 2-D mask (and transformers' checks).
+READY_MASK_FAMILIES = ("bart", "mbart", "pegasus")  # each checked by a test
+
+
+def _ready_masks(config, attention_mask: torch.Tensor, target_length: int) -> dict:
+    """The training forward's masks, ready for SDPA, so that transformers does not inspect them.
+
+    Given 2-D masks, transformers 5 asks whether each could be skipped (``padding_mask.all()``):
+    a GPU-to-host read that makes the host wait for the GPU, three times per BART step (the
+    encoder's and the cross-attention's padding, and the decoder's all-ones mask, which BART makes
+    itself when no decoder mask is given). A 4-D mask is used as it is. The padding mask's
+    ``[rows, 1, 1, source]`` broadcasts over the queries as transformers' expanded one does; the
+    decoder's causal mask is given explicitly, which costs SDPA's ``is_causal`` flash path for the
+    decoder's self-attention (targets are short: up to ``max_target_length`` tokens). Other attention
+    implementations (eager adds a float mask, flash takes 2-D) keep the 2-D mask.
+    """
+    if getattr(config, "_attn_implementation", None) != "sdpa" or config.model_type not in READY_MASK_FAMILIES:
+        return {"attention_mask": attention_mask}
+    padding = attention_mask.bool()[:, None, None, :]
+    causal = torch.ones(target_length, target_length, dtype=torch.bool, device=attention_mask.device).tril_()
+    return {"attention_mask": padding, "decoder_attention_mask": causal[None, None]}

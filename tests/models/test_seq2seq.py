@@ -226,3 +226,47 @@ def test_dynamic_cache_generation_on_cuda_avoids_cudnn_attention_and_static_keep
     assert torch.backends.cuda.cudnn_sdp_enabled()
     with attention_for_generation(True, torch.device("cuda")), attention_for_generation(False, torch.device("cpu")):
         assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def _host_reads(monkeypatch) -> list[str]:
+    """Records every tensor read by the host (``bool()``, ``item()``): on a GPU each one is a wait."""
+    reads = []
+    for name in ("__bool__", "item"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name):
+            reads.append(_name)
+            return _original(self, *args)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+@pytest.mark.parametrize("family", ["bart", "mbart", "pegasus"])
+def test_the_training_loss_reads_nothing_back_and_equals_the_2d_mask_loss(monkeypatch, family):
+    """transformers asks of each 2-D mask whether it could be skipped (a GPU-to-host read, three per
+    BART step); the ready 4-D masks skip that and give the loss and gradients of the 2-D masks."""
+    model = tiny_model(model_config={**TINY_BART, "model_type": family, "dropout": 0.0})
+    batch = training_batch(model)
+    reads = _host_reads(monkeypatch)
+    ours = model.compute_loss(batch)
+    assert reads == []
+    ours.backward()
+    ours_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    decoder_inputs = model.model.prepare_decoder_input_ids_from_labels(labels=batch["labels"].clone())
+    logits = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         decoder_input_ids=decoder_inputs, use_cache=False).logits
+    assert reads, "the 2-D masks were not inspected: the check above proves nothing"
+    plain = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+    plain.backward()
+    torch.testing.assert_close(ours, plain, rtol=1e-6, atol=1e-6)
+    for name, grad in ours_grads.items():
+        torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_t5_or_an_eager_attention_keeps_the_2d_mask():
+    from lightning_summ.models.seq2seq import _ready_masks
+    mask = torch.tensor([[1, 1, 0]])
+    for family, attention in (("t5", "sdpa"), ("bart", "eager")):
+        config = type("Config", (), {"model_type": family, "_attn_implementation": attention})()
+        assert _ready_masks(config, mask, 4) == {"attention_mask": mask}
