@@ -1,10 +1,11 @@
 """A steady training step reads nothing back from the device.
 
 Each read of a tensor's value by the host (``bool()``, ``item()``, ``int()``...) makes it wait for the
-GPU to finish everything queued, so it can no longer queue step n+1 while the GPU runs step n. Two
-such waits cost the CUDA-graph KoBART step a third of its time (``bench/NOTES.md``, rounds 8 and 9):
-Lightning turning a ``prog_bar`` value into a number after every batch, and transformers checking
-its 2-D masks. On the CPU nothing waits, so the reads are counted instead, over a whole fit's steps.
+GPU to finish everything queued, so it can no longer queue step n+1 while the GPU runs step n.
+Lightning turning a ``prog_bar`` value into a number after every batch took 8.9 ms of the ~28 ms
+CUDA-graph KoBART step on an H100 (``bench/NOTES.md``, round 8); transformers' checks of its 2-D
+masks (round 9, three per BART step) would have taken that wait over. On the CPU nothing waits, so
+the reads are counted instead: in a loss, and over a whole fit's steady steps.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import traceback
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
 from lightning_summ import OptimizerSettings, Seq2SeqSummarizer, SummarizationDataModule
-from tests.models.test_seq2seq import TINY_BART, TOKENIZER
+from lightning_summ.models.seq2seq import _ready_masks
+from tests.models.test_seq2seq import TINY_BART, TOKENIZER, tiny_model, training_batch
 
 READS = ("__bool__", "item", "tolist", "__int__", "__float__", "__index__")
 # Host data, not device values: the batch sampler orders host tensors of lengths.
@@ -42,15 +45,20 @@ class ReadCounter(pl.Callback):
                 self.sites.append(site)
 
 
-def test_a_steady_seq2seq_training_step_reads_no_tensor_back(tmp_path, monkeypatch):
-    counter = ReadCounter(first=2, last=7)
+def on_every_read(monkeypatch, record) -> None:
+    """Calls ``record()`` whenever the host reads a tensor's value (the ``READS`` methods)."""
     for name in READS:
         original = getattr(torch.Tensor, name)
 
         def counted(self, *args, _original=original):
-            counter.record()
+            record()
             return _original(self, *args)
         monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+def test_a_steady_seq2seq_training_step_reads_no_tensor_back(tmp_path, monkeypatch):
+    counter = ReadCounter(first=2, last=7)
+    on_every_read(monkeypatch, counter.record)
     # fused: what the GPU gets by default (the CPU's default loop reads Adam's step count)
     model = Seq2SeqSummarizer(tokenizer=TOKENIZER, model_config=TINY_BART, optimizer=OptimizerSettings(fused=True))
     data = SummarizationDataModule(model.processor, train_path="pkg://sample_data/train.csv",
@@ -61,3 +69,34 @@ def test_a_steady_seq2seq_training_step_reads_no_tensor_back(tmp_path, monkeypat
     trainer.fit(model, data)
     assert trainer.global_step == 8 and not counter.open
     assert counter.sites == []
+
+
+@pytest.mark.parametrize("family", ["bart", "mbart", "pegasus"])
+def test_the_training_loss_reads_nothing_back_and_equals_the_2d_mask_loss(monkeypatch, family):
+    """transformers asks of each 2-D mask whether it could be skipped (a GPU-to-host read, three per
+    BART step); the ready 4-D masks skip that and give the loss and gradients of the 2-D masks."""
+    model = tiny_model(model_config={**TINY_BART, "model_type": family, "dropout": 0.0})
+    batch = training_batch(model)
+    reads = []
+    on_every_read(monkeypatch, lambda: reads.append(1))
+    ours = model.compute_loss(batch)
+    assert reads == []
+    ours.backward()
+    ours_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    decoder_inputs = model.model.prepare_decoder_input_ids_from_labels(labels=batch["labels"].clone())
+    logits = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         decoder_input_ids=decoder_inputs, use_cache=False).logits
+    assert reads, "the 2-D masks were not inspected: the check above proves nothing"
+    plain = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+    plain.backward()
+    torch.testing.assert_close(ours, plain, rtol=1e-6, atol=1e-6)
+    for name, grad in ours_grads.items():
+        torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_t5_or_an_eager_attention_keeps_the_2d_mask():
+    mask = torch.tensor([[1, 1, 0]])
+    for family, attention in (("t5", "sdpa"), ("bart", "eager")):
+        config = type("Config", (), {"model_type": family, "_attn_implementation": attention})()
+        assert _ready_masks(config, mask, 4) == {"attention_mask": mask}
