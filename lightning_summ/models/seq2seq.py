@@ -83,7 +83,8 @@ class Seq2SeqSummarizer(SummarizerBase):
 
     def build_model(self) -> torch.nn.Module:
         config = build_config(self.pretrained, self.model_config, self.tokenizer, self.trust_remote_code)
-        if not self.pretrained and config.decoder_start_token_id is None:
+        # getattr: T5's config has no decoder_start_token_id until one is set
+        if not self.pretrained and getattr(config, "decoder_start_token_id", None) is None:
             config.decoder_start_token_id = self.tokenizer.eos_token_id  # BART's convention
         model = load_model(AutoModelForSeq2SeqLM, self.pretrained, config, self.weights_dtype, self.trust_remote_code)
         if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -105,10 +106,10 @@ class Seq2SeqSummarizer(SummarizerBase):
                                label_smoothing=self.label_smoothing)
 
 
-# Families whose attention takes transformers' shared masks (masking_utils) with no additive bias of
-# their own: a ready 4-D boolean mask means the same to them as the 2-D one it is made from. T5 adds
-# its position bias to the mask, so it keeps the 2-D mask (and transformers' checks).
-READY_MASK_FAMILIES = ("bart", "mbart", "pegasus")  # each checked by a test
+# Families whose attention takes transformers' shared masks (masking_utils): a ready 4-D boolean
+# mask means the same to them as the 2-D one it is made from. Only families checked by a test are
+# listed (the others, T5 included, keep the 2-D masks and transformers' checks).
+READY_MASK_FAMILIES = ("bart", "mbart", "pegasus")
 
 
 def _ready_masks(config, attention_mask: torch.Tensor, target_length: int) -> dict:
@@ -120,10 +121,14 @@ def _ready_masks(config, attention_mask: torch.Tensor, target_length: int) -> di
     itself when no decoder mask is given). A 4-D mask is used as it is. The padding mask's
     ``[rows, 1, 1, source]`` broadcasts over the queries as transformers' expanded one does; the
     decoder's causal mask is given explicitly, which costs SDPA's ``is_causal`` flash path for the
-    decoder's self-attention (targets are short: up to ``max_target_length`` tokens). Other attention
-    implementations (eager adds a float mask, flash takes 2-D) keep the 2-D mask.
+    decoder's self-attention (targets are short: ``max_target_length`` tokens, rounded up to
+    ``data.pad_to_multiple_of``). Other attention implementations (eager adds a float mask, flash
+    takes 2-D) keep the 2-D mask. So does a traced forward (``compile_scope: step``): there
+    transformers checks nothing, and the decoder keeps ``is_causal``.
     """
-    if getattr(config, "_attn_implementation", None) != "sdpa" or config.model_type not in READY_MASK_FAMILIES:
+    if (getattr(config, "_attn_implementation", None) != "sdpa"
+            or getattr(config, "model_type", None) not in READY_MASK_FAMILIES
+            or torch.compiler.is_compiling()):
         return {"attention_mask": attention_mask}
     padding = attention_mask.bool()[:, None, None, :]
     causal = torch.ones(target_length, target_length, dtype=torch.bool, device=attention_mask.device).tril_()

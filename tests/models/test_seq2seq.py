@@ -227,3 +227,11 @@ def test_dynamic_cache_generation_on_cuda_avoids_cudnn_attention_and_static_keep
     with attention_for_generation(True, torch.device("cuda")), attention_for_generation(False, torch.device("cpu")):
         assert torch.backends.cuda.cudnn_sdp_enabled()
 
+
+
+def test_a_t5_from_a_config_gets_a_decoder_start_and_trains():
+    """T5's config has no ``decoder_start_token_id`` attribute until one is set (it raised before)."""
+    model = tiny_model(model_config={"model_type": "t5", "d_model": 32, "d_ff": 64, "num_layers": 1,
+                                     "num_decoder_layers": 1, "num_heads": 2, "d_kv": 16})
+    assert model.decoder_start_token_id == model.tokenizer.eos_token_id
+    assert torch.isfinite(model.compute_loss(training_batch(model)))
