@@ -11,6 +11,7 @@ the reads are counted instead: in a loss, and over a whole fit's steady steps.
 from __future__ import annotations
 
 import traceback
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
@@ -109,9 +110,9 @@ def test_the_training_loss_reads_nothing_back_and_equals_the_2d_mask_loss(monkey
 def test_a_t5_an_eager_attention_or_a_traced_forward_keeps_the_2d_mask(monkeypatch):
     mask = torch.tensor([[1, 1, 0]])
     for family, attention in (("t5", "sdpa"), ("bart", "eager")):  # t5: not checked, so not listed
-        config = type("Config", (), {"model_type": family, "_attn_implementation": attention})()
+        config = SimpleNamespace(model_type=family, _attn_implementation=attention)
         assert _ready_masks(config, mask, 4) == {"attention_mask": mask}
-    bart = type("Config", (), {"model_type": "bart", "_attn_implementation": "sdpa"})()
+    bart = SimpleNamespace(model_type="bart", _attn_implementation="sdpa")
     assert _ready_masks(bart, mask, 4).keys() == {"attention_mask", "decoder_attention_mask"}
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # compile_scope: step checks nothing
     assert _ready_masks(bart, mask, 4) == {"attention_mask": mask}

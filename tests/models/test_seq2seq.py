@@ -228,7 +228,6 @@ def test_dynamic_cache_generation_on_cuda_avoids_cudnn_attention_and_static_keep
         assert torch.backends.cuda.cudnn_sdp_enabled()
 
 
-
 def test_a_t5_from_a_config_gets_a_decoder_start_and_trains():
     """T5's config has no ``decoder_start_token_id`` attribute until one is set (it raised before)."""
     model = tiny_model(model_config={"model_type": "t5", "d_model": 32, "d_ff": 64, "num_layers": 1,
